@@ -1,0 +1,154 @@
+"""The small interface every LLM provider adapter implements, and the values it trades in.
+
+A *provider* turns one ``ChatRequest`` into one ``Completion`` or raises one of the
+errors below. Everything else (the request journal, concurrency, retries, structured
+output, prices) lives in ``tasks.llm.client.LLMClient`` above the adapters, so it is
+written once for every provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+ProviderKind = Literal["local", "openai", "anthropic", "openai-compatible"]
+PROVIDER_KINDS: tuple[str, ...] = ("local", "openai", "anthropic", "openai-compatible")
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationParams(BaseModel):
+    """Sampling parameters. All of them are part of the journal key."""
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1, le=32768)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    json_mode: bool = False
+    stop: list[str] | None = None
+
+
+class ChatRequest(BaseModel):
+    messages: list[Message]
+    params: GenerationParams = Field(default_factory=GenerationParams)
+    template: str = ""
+    template_version: str = ""
+    # Index of this draw when one prompt is sampled several times (best-of-N): two draws
+    # of the same prompt are two different requests, so two journal entries.
+    sample: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Completion(BaseModel):
+    """What a provider adapter returns for one request."""
+
+    text: str
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: str | None = None
+
+
+class ChatResult(BaseModel):
+    """What the client hands back for one request: never an exception, never None."""
+
+    key: str
+    text: str | None = None
+    error: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False  # answered by the journal, no request made
+    provider: str = ""
+    model: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+class ProviderSpec(BaseModel):
+    """Which provider and model, and how to reach it. Checked before any request."""
+
+    kind: ProviderKind = "local"
+    model: str = ""  # empty: the provider's default (the embedded model for `local`)
+    base_url: str | None = None
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    timeout_s: float = Field(120.0, gt=0)
+    max_concurrency: int = Field(32, ge=1, le=4096)
+    max_retries: int = Field(6, ge=0, le=50)
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class LLMError(Exception):
+    """Base class of provider errors."""
+
+
+class ConfigError(LLMError):
+    """Bad configuration found before spending anything: missing key, unknown model,
+    unreachable or malformed URL. Raised at once, never retried."""
+
+
+class RateLimited(LLMError):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientError(LLMError):
+    """5xx, timeouts, dropped connections, truncated bodies: worth retrying."""
+
+
+class PermanentError(LLMError):
+    """4xx other than 429 on one request (e.g. context too long): not retried."""
+
+
+class Provider(Protocol):
+    spec: ProviderSpec
+
+    @property
+    def name(self) -> str:
+        """Provider kind as recorded in the journal (e.g. ``openai-compatible``)."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """Resolved model name as recorded in the journal."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ConfigError unless a request could succeed (key present, model known,
+        URL answers). Called once before any other request."""
+        ...
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """One request. Raises RateLimited / TransientError / PermanentError."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def request_key(provider: str, model: str, request: ChatRequest) -> str:
+    """The journal key: provider, model, messages, generation parameters, prompt template
+    and version, and the sample index. Not the parser: fixing a parser reuses answers."""
+    payload: dict[str, Any] = {
+        "provider": provider,
+        "model": model,
+        "messages": [m.model_dump() for m in request.messages],
+        "params": request.params.model_dump(),
+        "template": request.template,
+        "template_version": request.template_version,
+        "sample": request.sample,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

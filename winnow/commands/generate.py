@@ -1,0 +1,7 @@
+"""`winnow generate` (placeholder until implemented)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
