@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from winnow.commands import generate, model, runs, verify
+from winnow import prefect_env
+
+prefect_env.apply()
+
+from winnow.commands import generate, model, run, runs, verify  # noqa: E402
 
 app = typer.Typer(
     name="winnow",
@@ -22,6 +26,7 @@ generate.register(app)
 verify.register(app)
 model.register(app)
 runs.register(app)
+run.register(app)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ class ChatResult(BaseModel):
     cached: bool = False  # answered by the journal, no request made
     provider: str = ""
     model: str = ""
+    finish_reason: str | None = None
+    attempts: int = 0  # sends made for this result now (retries included); 0 when cached
 
     @property
     def ok(self) -> bool:

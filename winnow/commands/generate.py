@@ -1,7 +1,67 @@
-"""`winnow generate` (placeholder until implemented)."""
+"""`winnow generate`: a prompt template over a JSON Lines file."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from winnow.console import costs_line, err, fail, funnel_table, live_progress, out
+from winnow.errors import user_errors
+
+
+def generate(
+    prompt: str = typer.Option("instruction", help="Template name in prompts/ or a .toml path."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="JSON Lines; row fields fill the template."
+    ),
+    out_path: Path = typer.Option(
+        ..., "--out", "-o", help="Output JSON Lines (written atomically)."
+    ),
+    provider: str = typer.Option("local", help="local | openai | anthropic | openai-compatible"),
+    model: str = typer.Option("", help="Model name (default: the provider's default)."),
+    base_url: str = typer.Option(
+        None, help="Server URL for openai-compatible (vLLM, Ollama, ...)."
+    ),
+    concurrency: int = typer.Option(16, help="Max requests in flight (remote providers)."),
+    shard_size: int = typer.Option(64, help="Rows per task run."),
+    temperature: float = typer.Option(None, help="Override the template's temperature."),
+    max_tokens: int = typer.Option(None, help="Override the template's max_tokens."),
+) -> None:
+    """Run a prompt template over every row of a JSON Lines file.
+
+    Each output row is the input row plus `completion` (or `error`) and `provenance`.
+    Requests are journaled: an interrupted run resumes without paying twice, and a
+    re-run of a finished one makes no LLM call.
+    """
+    with user_errors():
+        from flows.generate import GenerateParams, generate_flow, prepare
+
+        params = GenerateParams(
+            prompt=prompt,
+            input=str(input),
+            out=str(out_path),
+            provider=provider,
+            model=model,
+            base_url=base_url,
+            concurrency=concurrency,
+            shard_size=shard_size,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+        _, config, n_rows = prepare(params)  # fail fast, before Prefect starts
+        err.print(
+            f"generate: {n_rows} rows with template {config.template} v{config.template_version} "
+            f"on {config.provider.kind}{' / ' + config.provider.model if config.provider.model else ''}"
+        )
+        with live_progress():
+            summary = generate_flow(params)
+    out.print(funnel_table(summary["funnel"], title=f"Run {summary['run_id']}"))
+    out.print(costs_line(summary["costs"]))
+    out.print(f"{summary['completed']} completed, {summary['failed']} failed -> {summary['out']}")
+    if summary["failed"]:
+        raise fail(f"{summary['failed']} row(s) failed; they are in the output with their error", 1)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("generate")(generate)

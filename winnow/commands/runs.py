@@ -1,7 +1,83 @@
-"""`winnow runs` (placeholder until implemented)."""
+"""`winnow runs` and `winnow show RUN`: what ran, what it kept, what it cost."""
+
+from __future__ import annotations
+
+import json
 
 import typer
+from rich.table import Table
+
+from winnow.console import costs_line, fail, funnel_table, out
+
+
+def runs(
+    limit: int = typer.Option(20, help="How many of the latest runs to list."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """List the project's runs, newest first."""
+    from tasks.store.catalog import Catalog
+
+    rows = Catalog().runs(limit=limit)
+    if as_json:
+        for r in rows:
+            out.print_json(json.dumps(r, default=str))
+        return
+    if not rows:
+        out.print("no runs yet in this project")
+        return
+    table = Table(title="Runs", title_justify="left")
+    for col in ("run", "recipe", "status", "started", "kept", "cost $", "output"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r.get("run_id")),
+            str(r.get("recipe")),
+            str(r.get("status")),
+            str(r.get("started_at", ""))[:19],
+            "" if r.get("n_kept") is None else str(r.get("n_kept")),
+            f"{(r.get('cost_usd') or 0.0):.4f}",
+            str(r.get("out_dir") or ""),
+        )
+    out.print(table)
+
+
+def show(
+    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of one."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show one run: parameters, the funnel stage by stage, rejection reasons, costs."""
+    from tasks.store.catalog import Catalog, CatalogError
+
+    catalog = Catalog()
+    try:
+        run = catalog.get_run(run_id)
+    except CatalogError as exc:
+        raise fail(str(exc)) from None
+    if run is None:
+        raise fail(f"no run {run_id!r} in this project (see `winnow runs`)")
+    rid = run["run_id"]
+    funnel = catalog.funnel(rid)
+    costs = catalog.costs(rid)
+    reasons = catalog.rejection_reasons(rid, limit=15)
+    if as_json:
+        payload = {"run": run, "funnel": funnel, "costs": costs, "rejections": reasons}
+        out.print_json(json.dumps(payload, default=str))
+        return
+    out.print(f"[bold]{rid}[/]  recipe={run.get('recipe')}  status={run.get('status')}")
+    out.print(f"started {run.get('started_at')}  finished {run.get('finished_at')}")
+    if run.get("out_dir"):
+        out.print(f"output: {run['out_dir']}")
+    out.print(funnel_table(funnel))
+    if reasons:
+        table = Table(title="Top rejection reasons", title_justify="left")
+        for col in ("stage", "count", "reason"):
+            table.add_column(col)
+        for r in reasons:
+            table.add_row(str(r["stage"]), str(r["count"]), str(r["reason"])[:100])
+        out.print(table)
+    out.print(costs_line(costs))
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("runs")(runs)
+    app.command("show")(show)

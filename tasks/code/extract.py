@@ -1,0 +1,56 @@
+"""Pull a solution and its tests out of a model's answer.
+
+Models are asked for two fenced code blocks (solution, then tests). Small models often
+merge them into one block, or run out of tokens mid-block; both cases are handled here
+so a recoverable answer is not thrown away, and an unrecoverable one says why.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_TEST_START = re.compile(r"^(assert\b|# ?[Tt]ests?\b|def test_|if __name__ ==)", re.MULTILINE)
+
+
+class Extracted(BaseModel):
+    solution: str
+    tests: str
+
+
+class ExtractError(ValueError):
+    pass
+
+
+def code_blocks(text: str) -> list[str]:
+    return [m.group(2).strip("\n") for m in _FENCE.finditer(text) if m.group(2).strip()]
+
+
+def split_solution_and_tests(text: str) -> Extracted:
+    """Two blocks: solution then tests. One block: split where the tests begin."""
+    blocks = code_blocks(text)
+    if not blocks:
+        if "def " in text or "function " in text:
+            blocks = [text.strip()]
+        else:
+            raise ExtractError("no code block in the answer")
+    if len(blocks) >= 2:
+        return Extracted(solution=blocks[0].rstrip() + "\n", tests=blocks[1].rstrip() + "\n")
+    block = blocks[0]
+    match = _TEST_START.search(block)
+    if not match or match.start() == 0:
+        raise ExtractError("the answer has code but no separate tests")
+    solution, tests = block[: match.start()], block[match.start() :]
+    if not solution.strip():
+        raise ExtractError("the answer has tests but no solution")
+    return Extracted(solution=solution.rstrip() + "\n", tests=tests.rstrip() + "\n")
+
+
+def count_assertions(code: str, language: str = "python") -> int:
+    """Assertions in a test script: ``assert`` statements (Python) or ``assert(`` calls and
+    comparisons that exit on failure (PHP)."""
+    if language == "python":
+        return len(re.findall(r"^\s*assert\b", code, re.MULTILINE))
+    return len(re.findall(r"\bassert\s*\(", code))

@@ -1,0 +1,223 @@
+"""Adapter for the OpenAI API and any OpenAI-compatible server (vLLM, Ollama, the
+llama.cpp server, ...) through the official ``openai.AsyncOpenAI`` SDK.
+
+The SDK's own retries are off (``max_retries=0``): the client above decides when to
+retry, so a 429 reaches the shared limiter instead of being retried blindly in here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+import openai
+
+from tasks.llm.base import (
+    ChatRequest,
+    Completion,
+    ConfigError,
+    PermanentError,
+    ProviderSpec,
+    RateLimited,
+    TransientError,
+    Usage,
+)
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DUMMY_KEY = "not-needed"  # OpenAI-compatible servers mostly ignore the key; the SDK wants one
+CHECK_TIMEOUT_S = 30.0
+
+
+def validate_url(url: str) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"bad base_url {url!r}: expected http(s)://host[:port][/path]")
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``retry-after`` (numbers only)."""
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            continue
+    return None
+
+
+class OpenAIProvider:
+    """``kind="openai"``: api.openai.com (or ``base_url``), key from ``OPENAI_API_KEY``.
+    ``kind="openai-compatible"``: ``base_url`` required, key optional."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self._kind = spec.kind
+        self._model = spec.model
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def name(self) -> str:
+        return self._kind
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def _api_key(self) -> str:
+        spec = self.spec
+        if self._kind == "openai":
+            env = spec.api_key_env or "OPENAI_API_KEY"
+            key = os.environ.get(env)
+            if not key:
+                raise ConfigError(f"no OpenAI API key: set {env}")
+            return key
+        if spec.api_key_env:
+            key = os.environ.get(spec.api_key_env)
+            if not key:
+                raise ConfigError(f"api_key_env={spec.api_key_env} is not set")
+            return key
+        return DUMMY_KEY
+
+    def _sdk(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            spec = self.spec
+            if self._kind == "openai-compatible" and not spec.base_url:
+                raise ConfigError("provider openai-compatible needs a base_url")
+            if spec.base_url:
+                validate_url(spec.base_url)
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key(),
+                base_url=spec.base_url or None,
+                max_retries=0,
+                timeout=spec.timeout_s,
+            )
+        return self._client
+
+    async def check(self) -> None:
+        sdk = self._sdk()
+        where = self.spec.base_url or "api.openai.com"
+        if not self._model:
+            if self._kind == "openai":
+                self._model = DEFAULT_OPENAI_MODEL
+            else:
+                models = await self._list_models(where)
+                if not models:
+                    raise ConfigError(f"{where} serves no model; name one with --model")
+                self._model = models[0]
+        try:
+            await sdk.with_options(
+                timeout=min(self.spec.timeout_s, CHECK_TIMEOUT_S)
+            ).models.retrieve(self._model)
+            return
+        except openai.NotFoundError:
+            pass  # some servers lack GET /models/{id}: look in the list instead
+        except openai.AuthenticationError as exc:
+            raise ConfigError(f"{where} rejected the API key: {exc}") from exc
+        except openai.APIConnectionError as exc:
+            raise ConfigError(f"cannot reach {where}: {exc}") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code not in (400, 405, 501):
+                raise ConfigError(
+                    f"{where} answered {exc.status_code} to a model check: {exc}"
+                ) from exc
+        models = await self._list_models(where)
+        if self._model not in models:
+            shown = ", ".join(models[:20]) or "none"
+            raise ConfigError(f"unknown model {self._model!r} at {where}; available: {shown}")
+
+    async def _list_models(self, where: str) -> list[str]:
+        sdk = self._sdk().with_options(timeout=min(self.spec.timeout_s, CHECK_TIMEOUT_S))
+        try:
+            page = await sdk.models.list()
+            return [m.id for m in page.data]
+        except openai.AuthenticationError as exc:
+            raise ConfigError(f"{where} rejected the API key: {exc}") from exc
+        except openai.APIConnectionError as exc:
+            raise ConfigError(f"cannot reach {where}: {exc}") from exc
+        except openai.APIStatusError as exc:
+            hint = " (is the base_url right? it often ends in /v1)" if exc.status_code == 404 else ""
+            raise ConfigError(
+                f"{where} answered {exc.status_code} listing models{hint}: {exc}"
+            ) from exc
+        except ValueError as exc:  # not JSON: probably not an OpenAI-compatible server
+            raise ConfigError(f"{where} is not an OpenAI-compatible API: {exc}") from exc
+
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
+        p = request.params
+        args: dict[str, Any] = {
+            "model": self._model,
+            "messages": [m.model_dump() for m in request.messages],
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+        }
+        # api.openai.com deprecated max_tokens; other servers may only know max_tokens.
+        args["max_completion_tokens" if self._kind == "openai" else "max_tokens"] = p.max_tokens
+        if p.seed is not None:
+            args["seed"] = p.seed
+        if p.stop:
+            args["stop"] = p.stop
+        if p.json_mode:
+            args["response_format"] = {"type": "json_object"}
+        return args
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        try:
+            response = await self._sdk().chat.completions.create(**self._arguments(request))
+        except openai.RateLimitError as exc:
+            code = _error_code(exc)
+            if code == "insufficient_quota":  # out of credit: waiting will not help
+                raise PermanentError(f"insufficient quota: {exc}") from exc
+            raise RateLimited(str(exc), retry_after(exc.response.headers)) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
+        except openai.APIResponseValidationError as exc:
+            raise TransientError(f"malformed response: {exc}") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
+                raise TransientError(f"HTTP {exc.status_code}: {exc.message}") from exc
+            raise PermanentError(f"HTTP {exc.status_code}: {exc.message}") from exc
+        except (ValueError, json.JSONDecodeError) as exc:  # a 200 whose body is not JSON
+            raise TransientError(f"malformed response body: {exc}") from exc
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise TransientError("malformed response: no choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None)
+        if text is None:
+            refusal = getattr(message, "refusal", None)
+            if refusal:
+                raise PermanentError(f"the model refused: {refusal}")
+            text = ""
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=text,
+            usage=Usage(
+                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            ),
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            code = inner.get("code") or inner.get("type")
+            return str(code) if code else None
+    return None

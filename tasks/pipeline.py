@@ -1,0 +1,204 @@
+"""A recipe run: its identity, its catalog rows, its gates, its funnel and its artifacts.
+
+Flows call this; it is the only place that writes the catalog during a run, so the
+catalog always has a single writer (the flow's process) while shards are made in any
+number of threads or workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from tasks.gates import gx
+from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
+from tasks.store.catalog import Catalog
+from tasks.store.shards import iter_shards, read_frame
+
+log = logging.getLogger("winnow")
+
+
+def new_run_id(recipe: str) -> str:
+    return f"{recipe}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _flow_run_id() -> str | None:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
+
+
+class FunnelRow(BaseModel):
+    stage: str
+    n_in: int
+    n_out: int
+    n_rejected: int
+    reused: bool = False
+
+
+class Run:
+    """One run of a recipe. Create it at the start of a flow; call ``finish`` at the end."""
+
+    def __init__(self, recipe: str, params: BaseModel, round_: int = 0) -> None:
+        self.info = RunInfo(run_id=new_run_id(recipe), recipe=recipe, round=round_)
+        self.catalog = Catalog()
+        self.funnel: list[FunnelRow] = []
+        self.gates: list[gx.GateResult] = []
+        self.started = time.monotonic()
+        self.catalog.start_run(
+            run_id=self.info.run_id,
+            recipe=recipe,
+            params=params.model_dump(mode="json"),
+            flow_run_id=_flow_run_id(),
+            round=round_,
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    def stage(self, stage: Stage, shards: list[ShardRef], config: Any) -> StageOutput:
+        """Run a stage over shards and record what went in, out, and why rows left."""
+        output = run_stage(stage, shards, config, self.info)
+        self._record(output)
+        return output
+
+    def global_stage(self, stage: GlobalStage, shards: list[ShardRef], config: Any) -> StageOutput:
+        """Run a whole-dataset step (dedup, balance) and record it like any stage."""
+        output = run_global(stage, shards, config, self.info)
+        self._record(output)
+        return output
+
+    def _record(self, output: StageOutput) -> None:
+        row = FunnelRow(
+            stage=output.stage,
+            n_in=output.n_in,
+            n_out=output.n_kept,
+            n_rejected=output.n_rejected,
+            reused=output.reused,
+        )
+        self.funnel.append(row)
+        self.catalog.record_stage(
+            run_id=self.run_id,
+            stage=output.stage,
+            n_in=row.n_in,
+            n_out=row.n_out,
+            n_rejected=row.n_rejected,
+            shards=output.kept,
+        )
+        rejections = [
+            {
+                "stage": r.get("stage", output.stage),
+                "record_id": r.get("record_id", ""),
+                "reason": r.get("reason", ""),
+                "detail": r.get("detail") or {},
+            }
+            for r in output.rejected_rows()
+        ]
+        if rejections:
+            self.catalog.add_rejections(self.run_id, rejections)
+        calls = []
+        for shard in output.shards:
+            for c in iter_shards([shard.calls.path]):
+                c = dict(c, stage=output.stage)
+                if shard.reused:  # answered by an earlier run: nothing was paid now
+                    c["cached"] = True
+                    c["cost_usd"] = 0.0
+                calls.append(c)
+        if calls:
+            self.catalog.add_llm_calls(self.run_id, calls)
+
+    def gate(self, output: StageOutput, suite: str) -> gx.GateResult:
+        """Validate a stage's kept rows with a GX suite; a failed critical suite stops the
+        run here, before anything downstream or any publishing."""
+        spec = gx.load_suite(suite)
+        frame = read_frame([s.path for s in output.kept])
+        if frame.empty and len(frame.columns) == 0:
+            # No rows, so no columns: give the suite its columns, empty, so value checks
+            # hold vacuously and only row-count expectations speak about emptiness.
+            columns = sorted({e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs})
+            frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
+        result = gx.validate(frame, spec)
+        self.gates.append(result)
+        self.catalog.add_validation(self.run_id, output.stage, result)
+        _gate_artifact(self.run_id, output.stage, result)
+        gx.enforce(result)
+        return result
+
+    def costs(self) -> dict[str, Any]:
+        return self.catalog.costs(self.run_id)
+
+    @contextmanager
+    def guard(self, out: str | None = None) -> Iterator[None]:
+        """Finish the run as completed, or as failed with the error, whatever happens."""
+        try:
+            yield
+        except BaseException as exc:
+            self.finish("failed", out=out, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.finish("completed", out=out)
+
+    def finish(self, status: str, out: str | None = None, error: str | None = None) -> None:
+        self.catalog.finish_run(self.run_id, status=status, out_dir=out, error=error)
+        if status == "completed":
+            _summary_artifacts(self)
+
+
+# --- Prefect artifacts (the run's page in the UI) --------------------------------------------
+
+
+def _artifact_key(*parts: str) -> str:
+    raw = "-".join(parts).lower()
+    return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in raw)[:100]
+
+
+def _in_flow() -> bool:
+    return _flow_run_id() is not None
+
+
+def _gate_artifact(run_id: str, stage: str, result: gx.GateResult) -> None:
+    if not _in_flow():
+        return
+    from prefect.artifacts import create_markdown_artifact
+
+    status = "passed" if result.success else f"FAILED ({result.severity})"
+    lines = [f"### Gate `{result.suite}` after stage `{stage}`: {status}", ""]
+    for f in result.failures[:20]:
+        lines.append(f"- `{f.get('expectation')}` {f.get('kwargs', {})}: {f.get('observed', '')}")
+    create_markdown_artifact(
+        key=_artifact_key("gate", stage), markdown="\n".join(lines), description=run_id
+    )
+
+
+def _summary_artifacts(run: Run) -> None:
+    if not _in_flow():
+        return
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(
+        key=_artifact_key(run.info.recipe, "funnel"),
+        table=[r.model_dump() for r in run.funnel],
+        description=f"Rejection funnel of {run.run_id}",
+    )
+    costs = run.costs()
+    md = [
+        f"### Costs of `{run.run_id}`",
+        "",
+        "| calls | from journal | prompt tokens | completion tokens | cost (USD) |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {costs.get('calls', 0)} | {costs.get('cached_calls', 0)} | "
+        f"{costs.get('prompt_tokens', 0)} | {costs.get('completion_tokens', 0)} | "
+        f"{costs.get('cost_usd', 0.0):.4f} |",
+    ]
+    create_markdown_artifact(
+        key=_artifact_key(run.info.recipe, "costs"), markdown="\n".join(md), description=run.run_id
+    )

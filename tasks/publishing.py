@@ -1,0 +1,114 @@
+"""Publishing a recipe's results: dataset, rejections, funnel, preference pairs.
+
+Everything is streamed from the stage shards, written into one directory atomically
+(``tasks.store.publish``), and the funnel is computed from the stage outputs, never
+counted by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import duckdb
+
+from tasks.pipeline import Run
+from tasks.stage import StageOutput
+from tasks.store.publish import publish
+
+
+def rejected_rows(outputs: Iterable[StageOutput]) -> Iterator[dict[str, Any]]:
+    """Every rejection of every stage, in stage order: ``id``, ``stage``, ``reason``, ..."""
+    for output in outputs:
+        for r in output.rejected_rows():
+            yield {
+                "id": r.get("record_id", ""),
+                "stage": r.get("stage", output.stage),
+                "reason": r.get("reason", ""),
+                "detail": r.get("detail") or {},
+                "record": r.get("record") or {},
+            }
+
+
+def funnel_document(run: Run, n_kept: int) -> dict[str, Any]:
+    costs = run.costs()
+    return {
+        "run_id": run.run_id,
+        "recipe": run.info.recipe,
+        "stages": [r.model_dump() for r in run.funnel],
+        "kept": n_kept,
+        "tokens": {
+            "prompt": costs.get("prompt_tokens", 0),
+            "completion": costs.get("completion_tokens", 0),
+        },
+        "llm_calls": costs.get("calls", 0),
+        "llm_calls_from_journal": costs.get("cached_calls", 0),
+        "cost_usd": costs.get("cost_usd", 0.0),
+        "gates": [
+            {"suite": g.suite, "severity": g.severity, "success": g.success} for g in run.gates
+        ],
+    }
+
+
+def preference_pairs(
+    kept: StageOutput, rejected: Iterable[StageOutput], key: str = "problem_id"
+) -> Iterator[dict[str, Any]]:
+    """DPO pairs for free: for a problem with a kept and a failed candidate, ``prompt``,
+    ``chosen`` and ``rejected``. A DuckDB join over the shards keeps memory flat."""
+    kept_files = [s.path for s in kept.kept if s.rows]
+    rej_files = [s.path for o in rejected for s in o.rejected if s.rows]
+    if not kept_files or not rej_files:
+        return
+    con = duckdb.connect()
+    try:
+        cursor = con.execute(
+            f"""
+            WITH k AS (
+                SELECT {key} AS pid, any_value(problem) AS problem, any_value(solution) AS chosen
+                FROM read_parquet($kept, union_by_name = true) GROUP BY {key}
+            ), r AS (
+                SELECT json_extract_string(record, '$.{key}') AS pid,
+                       any_value(json_extract_string(record, '$.solution')) AS rejected,
+                       any_value(stage) AS stage, any_value(reason) AS reason
+                FROM read_parquet($rejected, union_by_name = true)
+                WHERE json_extract_string(record, '$.solution') IS NOT NULL
+                GROUP BY pid
+            )
+            SELECT k.pid, k.problem, k.chosen, r.rejected, r.stage, r.reason
+            FROM k JOIN r USING (pid) ORDER BY k.pid
+            """,
+            {"kept": kept_files, "rejected": rej_files},
+        )
+        while batch := cursor.fetchmany(1000):
+            for pid, problem, chosen, rejected_code, stage, reason in batch:
+                yield {
+                    "prompt": problem,
+                    "chosen": chosen,
+                    "rejected": rejected_code,
+                    "metadata": {key: pid, "rejected_stage": stage, "rejected_reason": reason},
+                }
+    finally:
+        con.close()
+
+
+def publish_recipe(
+    run: Run,
+    out_dir: str,
+    final: StageOutput,
+    outputs: list[StageOutput],
+    to_example: Callable[[dict[str, Any]], dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write dataset.jsonl/.parquet, rejected.jsonl, funnel.json (+ ``extra`` files;
+    ``summary`` adds recipe-specific figures to the funnel)."""
+    funnel = {**funnel_document(run, final.n_kept), **(summary or {})}
+    files: dict[str, Any] = {
+        "dataset.jsonl": (to_example(r) for r in final.kept_rows()),
+        "dataset.parquet": (to_example(r) for r in final.kept_rows()),
+        "rejected.jsonl": rejected_rows(outputs),
+        **(extra or {}),
+        "funnel.json": funnel,
+    }
+    publish(out_dir, files)
+    return funnel

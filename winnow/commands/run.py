@@ -1,0 +1,118 @@
+"""`winnow run RECIPE`: run a recipe flow with its parameters from options and --set."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import typer
+
+from winnow.console import costs_line, err, fail, funnel_table, live_progress, out
+from winnow.errors import user_errors
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value that parses as JSON is taken as JSON (numbers, lists,
+    booleans), anything else as a string."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
+def build_params(model: type, given: dict[str, Any]) -> Any:
+    unknown = sorted(set(given) - set(model.model_fields))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(model.model_fields))}"
+        )
+    return model(**given)
+
+
+def run(
+    recipe: str = typer.Argument(..., help="Recipe name, e.g. code-sft."),
+    provider: str = typer.Option(None, help="Generator: local | openai | anthropic | openai-compatible."),
+    model: str = typer.Option(None, help="Generator model."),
+    base_url: str = typer.Option(None, help="Generator server URL (openai-compatible)."),
+    judge_provider: str = typer.Option(None, help="Judge provider (default: the generator's)."),
+    judge_model: str = typer.Option(None, help="Judge model (default: the generator's)."),
+    judge_base_url: str = typer.Option(None, help="Judge server URL."),
+    out_dir: str = typer.Option(None, "--out", help="Output directory."),
+    sets: list[str] = typer.Option(None, "--set", help="Any parameter: --set n_solutions=8"),
+    show_params: bool = typer.Option(False, "--params", help="Print the parameters and exit."),
+) -> None:
+    """Run a recipe. Every parameter is settable with --set key=value; see --params."""
+    from flows.registry import UnknownRecipe, get_recipe
+
+    try:
+        spec = get_recipe(recipe)
+    except UnknownRecipe as exc:
+        raise fail(str(exc)) from None
+    params_model = spec.params_model()
+    if show_params:
+        for name, field in params_model.model_fields.items():
+            out.print(f"{name:22} {field.default!r:24} {field.description or ''}")
+        return
+    try:
+        given = parse_sets(sets or [])
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    options = {
+        "provider": provider, "model": model, "base_url": base_url,
+        "judge_provider": judge_provider, "judge_model": judge_model,
+        "judge_base_url": judge_base_url, "out": out_dir,
+    }
+    given.update({k: v for k, v in options.items() if v is not None})
+    small = _small_defaults(spec, given)
+    if small:
+        err.print(
+            "Using small defaults for the embedded model so the run takes minutes: "
+            + ", ".join(f"{k}={v}" for k, v in small.items())
+            + " (override with --set)."
+        )
+        given = {**small, **given}
+    with user_errors():
+        try:
+            params = build_params(params_model, given)
+        except ValueError as exc:
+            if exc.__class__.__name__ == "ValidationError":
+                raise
+            raise fail(str(exc)) from None
+        started = time.monotonic()
+        with live_progress():
+            summary = spec.flow()(params)
+    _print_summary(summary, time.monotonic() - started)
+
+
+def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's SMALL_LOCAL_DEFAULTS, for what the user left unset on the local model."""
+    import importlib
+
+    if given.get("provider", "local") != "local":
+        return {}
+    module = importlib.import_module(spec.params_path.partition(":")[0])
+    small = getattr(module, "SMALL_LOCAL_DEFAULTS", {})
+    return {k: v for k, v in small.items() if k not in given}
+
+
+def _print_summary(summary: dict[str, Any], seconds: float) -> None:
+    out.print(funnel_table(summary.get("stages", []), title=f"Run {summary.get('run_id')}"))
+    out.print(costs_line({
+        "calls": summary.get("llm_calls", 0),
+        "cached_calls": summary.get("llm_calls_from_journal", 0),
+        "prompt_tokens": summary.get("tokens", {}).get("prompt", 0),
+        "completion_tokens": summary.get("tokens", {}).get("completion", 0),
+        "cost_usd": summary.get("cost_usd", 0.0),
+    }))
+    out.print(f"kept {summary.get('kept', 0)} example(s) in {seconds:.0f} s -> {summary.get('out', '')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,119 @@
+"""Terminal output shared by commands: errors, a live progress bar, the funnel table."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tasks import progress
+
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a clear error and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+class RichReporter:
+    """Stage progress as rich bars on stderr (one bar per stage)."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._ids: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def start(self, stage: str, total: int) -> None:
+        with self._lock:
+            self._ids[stage] = self._bar.add_task(stage, total=total)
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        with self._lock:
+            task = self._ids.get(stage)
+        if task is not None:
+            self._bar.advance(task, n)
+
+    def finish(self, stage: str) -> None:
+        with self._lock:
+            task = self._ids.get(stage)
+        if task is not None:
+            self._bar.update(task, completed=self._bar.tasks[task].total)
+
+
+class LineReporter:
+    """Progress for logs and pipes: a line when a stage starts and when it ends."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, int] = {}
+        self._total: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def start(self, stage: str, total: int) -> None:
+        with self._lock:
+            self._done[stage], self._total[stage] = 0, total
+        err.print(f"[{stage}] started: {total} to do", highlight=False)
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        with self._lock:
+            self._done[stage] = self._done.get(stage, 0) + n
+
+    def finish(self, stage: str) -> None:
+        err.print(f"[{stage}] done", highlight=False)
+
+
+@contextmanager
+def live_progress() -> Iterator[None]:
+    if not sys.stderr.isatty():
+        previous = progress.install(LineReporter())
+        try:
+            yield
+        finally:
+            progress.install(previous)
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    previous = progress.install(RichReporter(bar))
+    try:
+        with bar:
+            yield
+    finally:
+        progress.install(previous)
+
+
+def funnel_table(rows: list[dict[str, Any]], title: str = "Funnel") -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "in", "out", "rejected", ""):
+        table.add_column(col, justify="left" if col in ("stage", "") else "right")
+    for r in rows:
+        table.add_row(
+            str(r["stage"]),
+            str(r["n_in"]),
+            str(r["n_out"]),
+            str(r["n_rejected"]),
+            "reused" if r.get("reused") else "",
+        )
+    return table
+
+
+def costs_line(costs: dict[str, Any]) -> str:
+    return (
+        f"LLM calls: {costs.get('calls', 0)} ({costs.get('cached_calls', 0)} from the journal), "
+        f"tokens: {costs.get('prompt_tokens', 0)} in / {costs.get('completion_tokens', 0)} out, "
+        f"cost: ${costs.get('cost_usd', 0.0):.4f}"
+    )

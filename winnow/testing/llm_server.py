@@ -1,0 +1,595 @@
+"""A test double of an OpenAI-compatible LLM server, for tests and benchmarks.
+
+This is NOT a model: it answers ``POST /v1/chat/completions`` from a script (regex rules
+on the messages -> responses in order), or with a deterministic echo. It exists so the
+real SDK code path (``openai.AsyncOpenAI`` over HTTP) can be tested offline, including
+the unpleasant parts: 429 with Retry-After, 500s, hangs past the client's timeout,
+malformed JSON bodies and truncated bodies, injected by script or by seeded probability.
+
+It counts every chat request (in total and per message hash) so tests can prove that a
+journaled request is never sent twice. The counts are on ``server.stats`` in-process and
+at ``GET /_stats`` over HTTP.
+
+In-process::
+
+    with LLMTestServer(Script(latency_ms=50)) as server:
+        client = make_client("openai-compatible", model="test-model", base_url=server.base_url)
+
+As a subprocess (prints its base URL on the first line of stdout)::
+
+    python -m winnow.testing.llm_server --port 0 --latency-ms 200 --concurrency 64
+
+The app is plain ASGI on uvicorn (no framework in the hot path) so it sustains well over
+a thousand requests per second on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Fault = Literal["429", "500", "hang", "malformed", "truncated"]
+FAULTS: tuple[str, ...] = ("429", "500", "hang", "malformed", "truncated")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# --- the script ------------------------------------------------------------------------
+
+
+class Reply(BaseModel):
+    """One scripted answer: a text, or a fault (``text`` ignored then)."""
+
+    text: str = ""
+    fault: Fault | None = None
+    finish_reason: str = "stop"
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | Reply) -> Reply:
+        """Shorthand: a string ``"!500"`` / ``"!429"`` / ``"!hang"`` … is a fault, any
+        other string is the text to answer."""
+        if isinstance(value, Reply):
+            return value
+        if isinstance(value, dict):
+            return cls.model_validate(value)
+        if value.startswith("!") and value[1:] in FAULTS:
+            return cls(fault=value[1:])  # type: ignore[arg-type]
+        return cls(text=value)
+
+
+class Rule(BaseModel):
+    """Answer requests whose messages match ``pattern`` with ``replies`` in order.
+
+    The pattern is searched (``re.search``, DOTALL) in the messages rendered as
+    ``"role: content"`` lines. When the replies run out: ``then="cycle"`` starts again,
+    ``then="last"`` repeats the last one.
+    """
+
+    pattern: str
+    replies: list[str | Reply]
+    then: Literal["cycle", "last"] = "cycle"
+
+
+class Faults(BaseModel):
+    """Faults drawn at random (seeded) for requests no rule answers with a fault."""
+
+    p_429: float = Field(0.0, ge=0, le=1)
+    p_500: float = Field(0.0, ge=0, le=1)
+    p_hang: float = Field(0.0, ge=0, le=1)
+    p_malformed: float = Field(0.0, ge=0, le=1)
+    p_truncated: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+
+
+class Script(BaseModel):
+    """Everything the server does. Loadable from JSON (``--script FILE``)."""
+
+    models: list[str] = Field(default_factory=lambda: ["test-model"])
+    rules: list[Rule] = Field(default_factory=list)
+    # Faults for the first requests, in order, whatever their messages ("ok" = no fault).
+    fault_sequence: list[str] = Field(default_factory=list)
+    faults: Faults = Field(default_factory=Faults)
+    latency_ms: float = Field(0.0, ge=0)
+    # Requests served at once; the rest wait (over_capacity="queue") or get 429.
+    concurrency: int = Field(1024, ge=1)
+    over_capacity: Literal["queue", "429"] = "queue"
+    retry_after_s: float = Field(1.0, ge=0)
+    hang_s: float = Field(3600.0, ge=0)
+
+
+# --- the counts ------------------------------------------------------------------------
+
+
+def message_hash(messages: list[dict[str, Any]]) -> str:
+    """Hash of a request's messages (role and content only), as counted by the server."""
+    canon = [{"role": m.get("role"), "content": _content_text(m.get("content"))} for m in messages]
+    blob = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Stats:
+    """Request counts; thread-safe reads via :meth:`snapshot`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.chat_requests = 0
+            self.model_requests = 0
+            self.by_hash: Counter[str] = Counter()
+            self.faults: Counter[str] = Counter()
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.completed = 0
+
+    def count_for(self, messages: list[dict[str, Any]] | list[Any]) -> int:
+        """How many chat requests carried exactly these messages (dicts or pydantic)."""
+        dicts = [m.model_dump() if hasattr(m, "model_dump") else m for m in messages]
+        with self._lock:
+            return self.by_hash[message_hash(dicts)]
+
+    def duplicates(self) -> dict[str, int]:
+        """Message hashes sent more than once."""
+        with self._lock:
+            return {h: n for h, n in self.by_hash.items() if n > 1}
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "chat_requests": self.chat_requests,
+                "model_requests": self.model_requests,
+                "completed": self.completed,
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "faults": dict(self.faults),
+                "by_hash": dict(self.by_hash),
+            }
+
+
+# --- the app ---------------------------------------------------------------------------
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks: [{"type": "text", "text": ...}]
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return "" if content is None else str(content)
+
+
+def render_messages(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role')}: {_content_text(m.get('content'))}" for m in messages)
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: whitespace-separated words."""
+    return len(text.split())
+
+
+class ScriptEngine:
+    """Chooses the reply for each request; shared by the OpenAI and Anthropic doubles."""
+
+    def __init__(self, script: Script) -> None:
+        self.set_script(script)
+
+    def set_script(self, script: Script) -> None:
+        self.script = script
+        self.rules = [(re.compile(r.pattern, re.DOTALL), r) for r in script.rules]
+        self.positions: Counter[int] = Counter()
+        self.sequence_pos = 0
+        self.rng = random.Random(script.faults.seed)
+        self.lock = threading.Lock()
+        self.semaphore: asyncio.Semaphore | None = None
+
+    def choose(self, messages: list[dict[str, Any]], json_mode: bool) -> Reply:
+        with self.lock:
+            if self.sequence_pos < len(self.script.fault_sequence):
+                step = self.script.fault_sequence[self.sequence_pos]
+                self.sequence_pos += 1
+                if step in FAULTS:
+                    return Reply(fault=step)  # type: ignore[arg-type]
+            rendered = render_messages(messages)
+            for index, (regex, rule) in enumerate(self.rules):
+                if regex.search(rendered):
+                    n = self.positions[index]
+                    self.positions[index] += 1
+                    if n >= len(rule.replies):
+                        n = n % len(rule.replies) if rule.then == "cycle" else -1
+                    reply = Reply.parse(rule.replies[n])
+                    if reply.fault is None:
+                        reply = self._random_fault() or reply
+                    return reply
+            return self._random_fault() or self._default(messages, json_mode)
+
+    def _random_fault(self) -> Reply | None:
+        f = self.script.faults
+        x = self.rng.random()
+        for name, p in (
+            ("429", f.p_429),
+            ("500", f.p_500),
+            ("hang", f.p_hang),
+            ("malformed", f.p_malformed),
+            ("truncated", f.p_truncated),
+        ):
+            if x < p:
+                return Reply(fault=name)  # type: ignore[arg-type]
+            x -= p
+        return None
+
+    @staticmethod
+    def _default(messages: list[dict[str, Any]], json_mode: bool) -> Reply:
+        last = next(
+            (
+                _content_text(m.get("content"))
+                for m in reversed(messages)
+                if m.get("role") == "user"
+            ),
+            "",
+        )
+        if json_mode:
+            return Reply(text=json.dumps({"echo": last}))
+        return Reply(text=f"echo: {last}")
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: dict[str, str] | None = None):
+    body = json.dumps(payload).encode()
+    await send_bytes(send, status, body, headers)
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> None:
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Truncate(Exception):
+    """Raised after a partial body so uvicorn drops the connection mid-response."""
+
+
+class ChatDouble:
+    """Shared request flow of the doubles: count, cap, fault, latency, answer.
+
+    Subclasses say how to read a request and how to shape an answer or an error.
+    """
+
+    def __init__(self, script: Script | None = None) -> None:
+        self.engine = ScriptEngine(script or Script())
+        self.stats = Stats()
+
+    @property
+    def script(self) -> Script:
+        return self.engine.script
+
+    async def serve_chat(
+        self,
+        send: Send,
+        messages: list[dict[str, Any]],
+        model: str,
+        json_mode: bool,
+        render: Callable[[Reply, int, int, str], dict[str, Any]],
+        error: Callable[[int, str], dict[str, Any]],
+    ) -> None:
+        script = self.engine.script
+        stats = self.stats
+        with stats._lock:
+            stats.chat_requests += 1
+            stats.by_hash[message_hash(messages)] += 1
+        if model not in script.models:
+            await send_json(send, 404, error(404, f"The model `{model}` does not exist"))
+            return
+        if self.engine.semaphore is None:
+            self.engine.semaphore = asyncio.Semaphore(script.concurrency)
+        semaphore = self.engine.semaphore
+        if script.over_capacity == "429" and semaphore.locked():
+            await self._fault_429(send, error, "over capacity")
+            return
+        async with semaphore:
+            with stats._lock:
+                stats.in_flight += 1
+                stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            try:
+                reply = self.engine.choose(messages, json_mode)
+                if reply.fault == "hang":
+                    with stats._lock:
+                        stats.faults["hang"] += 1
+                    await asyncio.sleep(script.hang_s)
+                    return
+                if script.latency_ms:
+                    await asyncio.sleep(script.latency_ms / 1000)
+                if reply.fault == "429":
+                    await self._fault_429(send, error, "rate limited (scripted)")
+                    return
+                if reply.fault == "500":
+                    with stats._lock:
+                        stats.faults["500"] += 1
+                    await send_json(send, 500, error(500, "internal error (scripted)"))
+                    return
+                prompt_tokens = count_tokens(render_messages(messages))
+                completion_tokens = count_tokens(reply.text)
+                payload = render(reply, prompt_tokens, completion_tokens, model)
+                body = json.dumps(payload).encode()
+                if reply.fault == "malformed":
+                    with stats._lock:
+                        stats.faults["malformed"] += 1
+                    await send_bytes(send, 200, body[: len(body) // 2] + b"<<garbage")
+                    return
+                if reply.fault == "truncated":
+                    with stats._lock:
+                        stats.faults["truncated"] += 1
+                    head = [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ]
+                    await send({"type": "http.response.start", "status": 200, "headers": head})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": body[: len(body) // 2],
+                            "more_body": True,
+                        }
+                    )
+                    raise _Truncate
+                await send_bytes(send, 200, body)
+                with stats._lock:
+                    stats.completed += 1
+            finally:
+                with stats._lock:
+                    stats.in_flight -= 1
+
+    async def _fault_429(self, send: Send, error: Callable[[int, str], dict], why: str) -> None:
+        with self.stats._lock:
+            self.stats.faults["429"] += 1
+        retry_after = self.engine.script.retry_after_s
+        await send_json(send, 429, error(429, why), {"retry-after": f"{retry_after:g}"})
+
+    async def serve_control(self, method: str, path: str, receive: Receive, send: Send) -> bool:
+        """``GET /_stats``, ``POST /_reset`` (counts), ``POST /_script`` (replace the script)."""
+        if path == "/_stats" and method == "GET":
+            await send_json(send, 200, self.stats.snapshot())
+        elif path == "/_reset" and method == "POST":
+            self.stats.reset()
+            await send_json(send, 200, {"ok": True})
+        elif path == "/_script" and method == "POST":
+            self.engine.set_script(Script.model_validate_json(await read_body(receive)))
+            await send_json(send, 200, {"ok": True})
+        else:
+            return False
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if await self.serve_control(method, path, receive, send):
+            return
+        await self.route(method, path, receive, send)
+
+    async def route(self, method: str, path: str, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class OpenAIDouble(ChatDouble):
+    """The OpenAI Chat Completions API, as far as Winnow uses it."""
+
+    async def route(self, method: str, path: str, receive: Receive, send: Send) -> None:
+        if path == "/v1/chat/completions" and method == "POST":
+            try:
+                body = json.loads(await read_body(receive))
+                messages = body["messages"]
+                model = body["model"]
+            except (ValueError, KeyError, TypeError):
+                await send_json(send, 400, self._error(400, "invalid request body"))
+                return
+            json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+            await self.serve_chat(send, messages, model, json_mode, self._render, self._error)
+        elif path == "/v1/models" and method == "GET":
+            self._count_models()
+            data = [self._model(m) for m in self.script.models]
+            await send_json(send, 200, {"object": "list", "data": data})
+        elif path.startswith("/v1/models/") and method == "GET":
+            self._count_models()
+            model = path[len("/v1/models/") :]
+            if model in self.script.models:
+                await send_json(send, 200, self._model(model))
+            else:
+                await send_json(send, 404, self._error(404, f"The model `{model}` does not exist"))
+        else:
+            await send_json(send, 404, self._error(404, f"no route {method} {path}"))
+
+    def _count_models(self) -> None:
+        with self.stats._lock:
+            self.stats.model_requests += 1
+
+    @staticmethod
+    def _model(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "winnow-test"}
+
+    @staticmethod
+    def _error(status: int, message: str) -> dict[str, Any]:
+        kind = {429: "rate_limit_exceeded", 404: "model_not_found"}.get(status, "server_error")
+        return {"error": {"message": message, "type": kind, "code": kind, "param": None}}
+
+    @staticmethod
+    def _render(reply: Reply, prompt_tokens: int, completion_tokens: int, model: str) -> dict:
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+# --- running it --------------------------------------------------------------------------
+
+
+class ServerThread:
+    """Runs an ASGI double on uvicorn in a background thread on 127.0.0.1."""
+
+    url_suffix = ""
+
+    def __init__(self, app: ChatDouble, port: int = 0) -> None:
+        self.app = app
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self.port = 0
+
+    @property
+    def stats(self) -> Stats:
+        return self.app.stats
+
+    @property
+    def script(self) -> Script:
+        return self.app.script
+
+    def set_script(self, script: Script) -> None:
+        self.app.engine.set_script(script)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.url_suffix}"
+
+    def start(self) -> ServerThread:
+        import uvicorn
+
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only
+        # when it sees that proto; without it every reply waits ~40 ms (Nagle + delayed ACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self._port))
+        sock.listen(2048)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            log_level="critical",  # truncated bodies and hangs are on purpose
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            backlog=2048,
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        started = threading.Event()
+
+        async def main() -> None:
+            task = asyncio.create_task(self._server.serve(sockets=[sock]))
+            while not self._server.started and not task.done():
+                await asyncio.sleep(0.01)
+            started.set()
+            await task
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("test LLM server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LLMTestServer(ServerThread):
+    """The OpenAI-compatible double in a thread. ``base_url`` ends in ``/v1``."""
+
+    url_suffix = "/v1"
+
+    def __init__(self, script: Script | None = None, port: int = 0) -> None:
+        super().__init__(OpenAIDouble(script), port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Winnow's test double of an LLM server.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=None)
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--over-capacity", choices=["queue", "429"], default=None)
+    parser.add_argument("--script", type=Path, default=None, help="a JSON Script")
+    parser.add_argument("--api", choices=["openai", "anthropic"], default="openai")
+    args = parser.parse_args(argv)
+    script = Script.model_validate_json(args.script.read_text()) if args.script else Script()
+    if args.latency_ms is not None:
+        script.latency_ms = args.latency_ms
+    if args.concurrency is not None:
+        script.concurrency = args.concurrency
+    if args.over_capacity is not None:
+        script.over_capacity = args.over_capacity
+    if args.api == "anthropic":
+        from winnow.testing.anthropic_server import AnthropicTestServer
+
+        server: ServerThread = AnthropicTestServer(script, port=args.port)
+    else:
+        server = LLMTestServer(script, port=args.port)
+    server.start()
+    print(server.base_url, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
