@@ -6,6 +6,10 @@ OpenAI SDK path, and prints the throughput as a fraction of the ideal C/L.
 Then re-runs the same requests with a fresh client: all from the journal, zero sends.
 
     python benchmarks/throughput.py [--requests 2000] [--latency-ms 200] [--concurrency 64]
+
+``--stub`` replaces the HTTP server and SDK with an in-process provider that sleeps L
+under a cap of C: it measures Winnow's own overhead (journal, limiter, loop) apart from
+the SDK's HTTP stack, which dominates on a small machine (~1.5-2 ms CPU per request).
 """
 
 from __future__ import annotations
@@ -32,8 +36,18 @@ def main() -> None:
     parser.add_argument(
         "--client-concurrency", type=int, default=None, help="default: C (the spec's max)"
     )
-    parser.add_argument("--over-capacity", choices=["queue", "429"], default="queue")
+    parser.add_argument(
+        "--over-capacity",
+        choices=["queue", "429"],
+        default="queue",
+        help="what the server does above C: queue (like vLLM) or answer 429",
+    )
+    parser.add_argument("--retry-after-s", type=float, default=0.1, help="for 429s")
+    parser.add_argument("--stub", action="store_true", help="no HTTP: see the docstring")
     args = parser.parse_args()
+    if args.stub:
+        stub(args)
+        return
 
     project = tempfile.mkdtemp(prefix="winnow-bench-")
     os.environ["WINNOW_PROJECT_DIR"] = project
@@ -54,6 +68,8 @@ def main() -> None:
             str(args.concurrency),
             "--over-capacity",
             args.over_capacity,
+            "--retry-after-s",
+            str(args.retry_after_s),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -122,6 +138,61 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def stub(args: argparse.Namespace) -> None:
+    import asyncio
+
+    os.environ["WINNOW_PROJECT_DIR"] = tempfile.mkdtemp(prefix="winnow-bench-")
+    from tasks.llm.base import ChatRequest, Completion, Message, ProviderSpec, Usage
+    from tasks.llm.client import LLMClient
+    from tasks.llm.prices import PriceTable
+
+    spec = ProviderSpec(
+        kind="openai-compatible",
+        model="stub",
+        base_url="http://stub",
+        max_concurrency=args.client_concurrency or args.concurrency,
+    )
+
+    class StubProvider:
+        """Answers after L seconds, at most C at a time, like the test server."""
+
+        def __init__(self) -> None:
+            self.spec = spec
+            self.cap: asyncio.Semaphore | None = None
+
+        name = "openai-compatible"
+        model = "stub"
+
+        async def check(self) -> None:
+            self.cap = asyncio.Semaphore(args.concurrency)
+
+        async def complete(self, request: ChatRequest) -> Completion:
+            assert self.cap is not None
+            async with self.cap:
+                await asyncio.sleep(args.latency_ms / 1000)
+            return Completion(text="ok", usage=Usage(prompt_tokens=5, completion_tokens=1))
+
+        async def aclose(self) -> None:
+            return None
+
+    client = LLMClient(spec, provider=StubProvider(), prices=PriceTable({}))
+    client.check()
+    requests = [
+        ChatRequest(messages=[Message(role="user", content=f"stub {i}")])
+        for i in range(args.requests)
+    ]
+    cpu0, started = time.process_time(), time.perf_counter()
+    client.complete_many(requests)
+    elapsed = time.perf_counter() - started
+    cpu_ms = (time.process_time() - cpu0) * 1000 / len(requests)
+    ideal = args.concurrency / (args.latency_ms / 1000)
+    rate = len(requests) / elapsed
+    print(
+        f"stub provider: {rate:.0f} req/s = {rate / ideal:.2f} of C/L, "
+        f"{cpu_ms:.2f} ms CPU per request (journal on, no HTTP)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class GenerateParams(BaseModel):
     model: str = Field("", description="model name; empty: the provider's default")
     base_url: str | None = Field(None, description="server URL for openai-compatible providers")
     concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
+    max_retries: int = Field(6, ge=0, le=50, description="retries of a failing request")
     shard_size: int = Field(64, ge=1, le=100_000, description="rows per task run")
     temperature: float | None = Field(None, ge=0, le=2, description="override the template's")
     max_tokens: int | None = Field(None, ge=1, description="override the template's")
@@ -45,6 +46,7 @@ class GenerateParams(BaseModel):
             model=self.model,
             base_url=self.base_url,
             max_concurrency=self.concurrency,
+            max_retries=self.max_retries,
         )
 
 

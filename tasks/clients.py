@@ -10,13 +10,16 @@ import threading
 
 from tasks.llm.base import ProviderSpec
 from tasks.llm.client import LLMClient
+from winnow.paths import journal_path
 
 _lock = threading.Lock()
 _clients: dict[str, LLMClient] = {}
 
 
 def client_for(spec: ProviderSpec) -> LLMClient:
-    key = spec.model_dump_json()
+    # Keyed by the journal too: a client writes to the journal of the project it was
+    # made for, and one process may work on several projects (tests do).
+    key = f"{journal_path()}|{spec.model_dump_json()}"
     with _lock:
         client = _clients.get(key)
         if client is None:

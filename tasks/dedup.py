@@ -52,13 +52,16 @@ def exact_dedup(
             seen[d] = str(row.get("id", ""))
             yield "kept", row
         else:
-            yield "rejected", {
-                "record_id": str(row.get("id", "")),
-                "stage": ctx.stage,
-                "reason": f"duplicate of {first}",
-                "detail": {"duplicate_of": first},
-                "record": row,
-            }
+            yield (
+                "rejected",
+                {
+                    "record_id": str(row.get("id", "")),
+                    "stage": ctx.stage,
+                    "reason": f"duplicate of {first}",
+                    "detail": {"duplicate_of": first},
+                    "record": row,
+                },
+            )
 
 
 def exact_dedup_stage(name: str = "dedup") -> GlobalStage:

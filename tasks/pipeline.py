@@ -125,7 +125,9 @@ class Run:
         if frame.empty and len(frame.columns) == 0:
             # No rows, so no columns: give the suite its columns, empty, so value checks
             # hold vacuously and only row-count expectations speak about emptiness.
-            columns = sorted({e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs})
+            columns = sorted(
+                {e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs}
+            )
             frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
         result = gx.validate(frame, spec)
         self.gates.append(result)
@@ -133,6 +135,31 @@ class Run:
         _gate_artifact(self.run_id, output.stage, result)
         gx.enforce(result)
         return result
+
+    def examples_artifact(self, kept: list[dict], rejected: list[dict]) -> None:
+        """A few kept and rejected examples on the run's page in the UI."""
+        if not _in_flow():
+            return
+        import json
+
+        from prefect.artifacts import create_markdown_artifact
+
+        def block(row: dict) -> str:
+            text = json.dumps(row, indent=2, ensure_ascii=False, default=str)
+            return "```json\n" + (text[:3000] + "\n..." if len(text) > 3000 else text) + "\n```"
+
+        md = [f"### Examples from `{self.run_id}`", "", "#### Kept", ""]
+        md += [block(r) for r in kept] or ["(none)"]
+        md += ["", "#### Rejected", ""]
+        md += [
+            f"**{r.get('stage')}**: {r.get('reason')}\n\n{block(r.get('record', {}))}"
+            for r in rejected
+        ] or ["(none)"]
+        create_markdown_artifact(
+            key=_artifact_key(self.info.recipe, "examples"),
+            markdown="\n".join(md),
+            description=self.run_id,
+        )
 
     def costs(self) -> dict[str, Any]:
         return self.catalog.costs(self.run_id)

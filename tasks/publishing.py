@@ -8,6 +8,7 @@ counted by hand.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import duckdb
@@ -111,4 +112,23 @@ def publish_recipe(
         "funnel.json": funnel,
     }
     publish(out_dir, files)
+    _register_kept(run, final)
+    run.examples_artifact(
+        [to_example(r) for r in islice(final.kept_rows(), 3)],
+        list(islice(rejected_rows(outputs), 5)),
+    )
     return funnel
+
+
+def _register_kept(run: Run, final: StageOutput, batch: int = 5000) -> None:
+    """Kept records and their provenance into the catalog, in batches (flat memory)."""
+    rows = (
+        {
+            "record_id": str(r.get("id", "")),
+            "parent_id": r.get("problem_id") or r.get("seed_id"),
+            "provenance": r.get("provenance") or {},
+        }
+        for r in final.kept_rows()
+    )
+    while chunk := list(islice(rows, batch)):
+        run.catalog.register_records(run.run_id, "published", chunk)

@@ -398,7 +398,9 @@ def run_global(
         )
         source = combined if i == 0 else ShardRef(path="", rows=0, fingerprint="")
         outputs.append(
-            ShardOutput(stage=stage.name, key=key, input=source, kept=kept, rejected=rej, calls=empty)
+            ShardOutput(
+                stage=stage.name, key=key, input=source, kept=kept, rejected=rej, calls=empty
+            )
         )
     output = StageOutput(stage=stage.name, shards=outputs)
     tmp = marker.with_suffix(".tmp")

@@ -15,7 +15,10 @@ from winnow.testing.llm_server import LLMTestServer, Rule, Script
 
 def problem(name: str) -> str:
     return json.dumps(
-        {"title": name, "problem": f"Write `f_{name}(x: int) -> int` returning x plus one. [{name}]"}
+        {
+            "title": name,
+            "problem": f"Write `f_{name}(x: int) -> int` returning x plus one. [{name}]",
+        }
     )
 
 
@@ -41,7 +44,10 @@ def script() -> Script:
         # revision
         Rule(pattern=r"failed its checks.*\[beta\]", replies=[answer("beta")]),
         Rule(pattern=r"failed its checks.*\[gamma\]", replies=[answer("gamma", "return x + 2")]),
-        Rule(pattern=r"failed its checks.*\[delta\]", replies=[answer("delta", "import os\n    return x + 1")]),
+        Rule(
+            pattern=r"failed its checks.*\[delta\]",
+            replies=[answer("delta", "import os\n    return x + 1")],
+        ),
         # problems: eta's problem duplicates alpha's
         Rule(pattern=r"problem about: eta", replies=[problem("alpha")]),
         *[Rule(pattern=f"problem about: {t}\\b", replies=[problem(t)]) for t in TOPICS[:6]],

@@ -282,3 +282,14 @@ def test_a_server_that_dies_mid_run_yields_recorded_errors_not_lost_rows():
     assert len(results) == 5
     assert all(not r.ok and r.error and r.attempts == 3 for r in results)
     client.close()
+
+
+def test_callbacks_run_in_the_callers_thread_and_clients_share_a_limiter(llm_server, llm_client):
+    first, second = llm_client(), llm_client()
+    threads: set[str] = set()
+    first.complete_many(
+        [req("t1"), req("t2")], on_result=lambda i, r: threads.add(threading.current_thread().name)
+    )
+    second.complete_many([req("t3")])
+    assert threads == {threading.current_thread().name}
+    assert first.limiter is second.limiter  # one per (provider, base_url, model)

@@ -361,6 +361,32 @@ def test_cli_check_and_path_fail_when_missing_or_bad(
     assert unknown.exit_code == 2
 
 
+def test_cli_with_model_path_env_downloads_nothing(
+    cli: tuple[CliRunner, typer.Typer, FakeDownloader],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, app, fetch = cli
+    own = tmp_path / "mine.gguf"
+    own.write_bytes(embedded.GGUF_MAGIC + b"weights")
+    monkeypatch.setenv(embedded.MODEL_PATH_ENV, str(own))
+
+    result = runner.invoke(app, ["model"])
+    assert result.exit_code == 0, result.output
+    assert "custom file" in result.output and str(own) in result.output
+    assert runner.invoke(app, ["model", "--path"]).output.strip() == str(own.resolve())
+    assert fetch.calls == []
+
+    # An explicit --variant means the pinned model, whatever WINNOW_MODEL_PATH says.
+    pinned = runner.invoke(app, ["model", "--variant", "fake"])
+    assert pinned.exit_code == 0 and len(fetch.calls) == N_PARTS
+    path = runner.invoke(app, ["model", "--variant", "fake", "--path"])
+    assert path.output.strip() == str(installed_path("fake"))
+
+    own.unlink()
+    assert runner.invoke(app, ["model"]).exit_code == 1
+
+
 # --- the real model -----------------------------------------------------------------------
 
 

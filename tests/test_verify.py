@@ -73,6 +73,7 @@ def test_verify_python_cases(any_sandbox: Sandbox) -> None:
     assert got["ok"].passed and got["ok"].stage == "execute" and got["ok"].reason == ""
     assert not got["wrong"].passed and got["wrong"].stage == "execute"
     assert got["wrong"].reason.startswith("AssertionError: assert add(1, 2) == 3")
+    assert "Traceback" in got["wrong"].stderr  # the tail, for revision prompts
     assert (got["syntax"].passed, got["syntax"].stage) == (False, "parse")
     assert got["syntax"].reason.startswith("SyntaxError: expected ':'")
     assert got["lint"].passed and "F401" in got["lint"].reason

@@ -21,7 +21,7 @@ out = Console()
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a clear error and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -12,7 +12,6 @@ from winnow.console import fail
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from tasks.gates.gx import GateFailed, SuiteError
-
     from tasks.jsonl import InputError
     from tasks.llm.base import ConfigError
     from tasks.prompts import PromptError
@@ -31,6 +30,10 @@ def user_errors() -> Iterator[None]:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
-        parts = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()]
+        parts = [
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if isinstance(e.get("input"), str | int | float) else "")
+            for e in exc.errors()
+        ]
         return "invalid parameters: " + "; ".join(parts)
     return str(exc)

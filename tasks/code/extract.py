@@ -12,6 +12,7 @@ import re
 from pydantic import BaseModel
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PLACEHOLDER = re.compile(r"^\s*#\s*(the\s+)?(solution|tests?|code)\b[^\n]*$", re.IGNORECASE)
 _TEST_START = re.compile(r"^(assert\b|# ?[Tt]ests?\b|def test_|if __name__ ==)", re.MULTILINE)
 
 
@@ -24,8 +25,20 @@ class ExtractError(ValueError):
     pass
 
 
+def _trim_comment_edges(block: str) -> str:
+    """Drop comment-only lines at the start and end of a block: models echo placeholders
+    such as ``# the solution`` / ``# the tests`` around their code."""
+    lines = block.strip("\n").splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("#")):
+        lines.pop()
+    while lines and (not lines[0].strip() or _PLACEHOLDER.match(lines[0])):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
 def code_blocks(text: str) -> list[str]:
-    return [m.group(2).strip("\n") for m in _FENCE.finditer(text) if m.group(2).strip()]
+    blocks = [_trim_comment_edges(m.group(2)) for m in _FENCE.finditer(text)]
+    return [b for b in blocks if b.strip()]
 
 
 def split_solution_and_tests(text: str) -> Extracted:

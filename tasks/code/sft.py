@@ -34,12 +34,16 @@ class CodeSFTParams(BaseModel):
     model: str = Field("", description="generator model (empty: the provider's default)")
     base_url: str | None = Field(None, description="generator server URL (openai-compatible)")
     concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
-    judge_provider: ProviderKind | None = Field(None, description="judge provider (default: generator's)")
+    judge_provider: ProviderKind | None = Field(
+        None, description="judge provider (default: generator's)"
+    )
     judge_model: str | None = Field(None, description="judge model (default: generator's)")
     judge_base_url: str | None = Field(None, description="judge server URL")
     n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
     topics_file: str | None = Field(None, description="one topic per line (default: built-in list)")
-    snippets: str | None = Field(None, description="file or folder of code snippets to seed problems")
+    snippets: str | None = Field(
+        None, description="file or folder of code snippets to seed problems"
+    )
     difficulties: list[str] = Field(["easy", "medium"], min_length=1)
     n_solutions: int = Field(4, ge=1, le=64, description="candidate solutions per problem (N)")
     max_revision_rounds: int = Field(2, ge=0, le=10, description="revision rounds (K)")
@@ -54,7 +58,9 @@ class CodeSFTParams(BaseModel):
 
     def generator(self) -> ProviderSpec:
         return ProviderSpec(
-            kind=self.provider, model=self.model, base_url=self.base_url,
+            kind=self.provider,
+            model=self.model,
+            base_url=self.base_url,
             max_concurrency=self.concurrency,
         )
 
@@ -98,20 +104,28 @@ def plan(params: CodeSFTParams) -> Plan:
         problems=llm_config(gen, "code_sft/problem", seed=seed),
         unique=ExactDedupConfig(fields=["problem"]),
         solutions=SolutionsConfig(
-            llm=llm_config(gen, "code_sft/solution", seed=seed, max_tokens=params.solution_max_tokens),
+            llm=llm_config(
+                gen, "code_sft/solution", seed=seed, max_tokens=params.solution_max_tokens
+            ),
             n=params.n_solutions,
         ),
         static=StaticConfig(lint_policy=params.lint_policy),
         execute=ExecuteConfig(
-            revision=llm_config(gen, "code_sft/revision", seed=seed,
-                                max_tokens=params.solution_max_tokens)
-            if params.max_revision_rounds else None,
+            revision=llm_config(
+                gen, "code_sft/revision", seed=seed, max_tokens=params.solution_max_tokens
+            )
+            if params.max_revision_rounds
+            else None,
             max_rounds=params.max_revision_rounds,
             sandbox=params.sandbox,
             strict_lint=params.lint_policy == "revise",
-            limits=Limits(wall_s=params.timeout_s, cpu_s=params.timeout_s, memory_mb=params.memory_mb),
+            limits=Limits(
+                wall_s=params.timeout_s, cpu_s=params.timeout_s, memory_mb=params.memory_mb
+            ),
         ),
-        judge=JudgeConfig(llm=llm_config(judge, "code_sft/judge"), min_score=params.min_judge_score),
+        judge=JudgeConfig(
+            llm=llm_config(judge, "code_sft/judge"), min_score=params.min_judge_score
+        ),
         dedup=ExactDedupConfig(fields=["problem", "solution"], strip_comments=True),
     )
 
@@ -151,9 +165,15 @@ def publish_code_sft(
     run: Run, out_dir: str, final: StageOutput, stages: list[StageOutput]
 ) -> dict[str, Any]:
     executed = next(s for s in stages if s.stage == "execute")
-    revised = sum(1 for r in final.kept_rows(columns=["revision_rounds"]) if r.get("revision_rounds"))
+    revised = sum(
+        1 for r in final.kept_rows(columns=["revision_rounds"]) if r.get("revision_rounds")
+    )
     return publish_recipe(
-        run, out_dir, final, stages, to_example,
+        run,
+        out_dir,
+        final,
+        stages,
+        to_example,
         extra={"preferences.jsonl": preference_pairs(final, stages)},
         summary={
             "out": out_dir,

@@ -18,7 +18,9 @@ def load_topics(path: str | None) -> list[str]:
     if not source.exists():
         raise InputError(f"topics file not found: {source}")
     topics = [
-        line.strip() for line in source.read_text().splitlines() if line.strip() and not line.startswith("#")
+        line.strip()
+        for line in source.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     ]
     if not topics:
         raise InputError(f"topics file {source} has no topics")
@@ -31,8 +33,10 @@ def load_snippets(path: str | None) -> list[str]:
     source = Path(path)
     if not source.exists():
         raise InputError(f"snippets path not found: {source}")
-    files = [source] if source.is_file() else sorted(
-        p for p in source.rglob("*") if p.is_file() and p.suffix in SNIPPET_SUFFIXES
+    files = (
+        [source]
+        if source.is_file()
+        else sorted(p for p in source.rglob("*") if p.is_file() and p.suffix in SNIPPET_SUFFIXES)
     )
     snippets = [f.read_text(errors="replace")[:MAX_SNIPPET_CHARS] for f in files]
     snippets = [s for s in snippets if s.strip()]

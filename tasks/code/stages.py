@@ -44,7 +44,9 @@ def problems_batch(rows: list[dict[str, Any]], config: LLMConfig, ctx: StageCont
     for row, answer in zip(rows, answers, strict=True):
         out.add_calls(answer.results, template.name, template.version)
         if not answer.ok:
-            out.reject(row, ctx.stage, f"malformed model answer: {answer.error}", {"raw": answer.raw})
+            out.reject(
+                row, ctx.stage, f"malformed model answer: {answer.error}", {"raw": answer.raw}
+            )
             continue
         problem = answer.value["problem"].strip()  # type: ignore[index]
         out.kept.append(
@@ -133,7 +135,9 @@ class StaticConfig(BaseModel):
     )
 
 
-def static_batch(rows: list[dict[str, Any]], config: StaticConfig, ctx: StageContext) -> StageResult:
+def static_batch(
+    rows: list[dict[str, Any]], config: StaticConfig, ctx: StageContext
+) -> StageResult:
     programs = [f"{r['solution']}\n\n{r['tests']}" for r in rows]
     findings = ruff_findings(programs)
     out = StageResult()
@@ -171,7 +175,11 @@ def _sandbox(kind: SandboxKind):
 def feedback(verdict: CaseVerdict) -> str:
     stdout = getattr(verdict, "stdout", "") or ""
     stderr = getattr(verdict, "stderr", "") or ""
-    parts = [f"stage: {verdict.stage}", f"exit code: {verdict.exit_code}", f"reason: {verdict.reason}"]
+    parts = [
+        f"stage: {verdict.stage}",
+        f"exit code: {verdict.exit_code}",
+        f"reason: {verdict.reason}",
+    ]
     if stdout.strip():
         parts.append("stdout:\n" + stdout[-1500:])
     if stderr.strip():
@@ -190,18 +198,31 @@ def execute_and_revise(
     template = load_pinned(config.revision) if config.revision else None
     for round_ in range(config.max_rounds + 1):
         cases = [Case(id=r["id"], solution=r["solution"], tests=r["tests"]) for r in pending]
-        verdicts = verify_cases(cases, config.language, sandbox, strict_lint=config.strict_lint,
-                                limits=config.limits)
+        verdicts = verify_cases(
+            cases, config.language, sandbox, strict_lint=config.strict_lint, limits=config.limits
+        )
         failing: list[tuple[dict[str, Any], CaseVerdict]] = []
         for row, verdict in zip(pending, verdicts, strict=True):
             row["attempts"].append(
-                {"round": round_, "passed": verdict.passed, "stage": verdict.stage,
-                 "reason": verdict.reason, "exit_code": verdict.exit_code}
+                {
+                    "round": round_,
+                    "passed": verdict.passed,
+                    "stage": verdict.stage,
+                    "reason": verdict.reason,
+                    "exit_code": verdict.exit_code,
+                }
             )
             if verdict.passed:
                 ctx.progress()
-                out.kept.append(dict(row, revision_rounds=round_, executed=True,
-                                     lint=verdict.lint, backend=verdict.backend))
+                out.kept.append(
+                    dict(
+                        row,
+                        revision_rounds=round_,
+                        executed=True,
+                        lint=verdict.lint,
+                        backend=verdict.backend,
+                    )
+                )
             else:
                 failing.append((row, verdict))
         if not failing:
@@ -210,8 +231,12 @@ def execute_and_revise(
             for row, verdict in failing:
                 ctx.progress()
                 stage = "execute" if round_ == 0 else "revision"
-                out.reject(row, stage, f"{verdict.stage}: {verdict.reason}",
-                           {"rounds": round_, "exit_code": verdict.exit_code})
+                out.reject(
+                    row,
+                    stage,
+                    f"{verdict.stage}: {verdict.reason}",
+                    {"rounds": round_, "exit_code": verdict.exit_code},
+                )
             break
         pending = _revise(failing, template, config, out, ctx, round_ + 1)
     return out
@@ -221,8 +246,12 @@ def _revise(failing, template, config: ExecuteConfig, out: StageResult, ctx, rou
     client = client_for(config.revision.provider)  # type: ignore[union-attr]
     requests = [
         template.request(
-            {"problem": row["problem"], "solution": row["solution"], "tests": row["tests"],
-             "feedback": feedback(verdict)},
+            {
+                "problem": row["problem"],
+                "solution": row["solution"],
+                "tests": row["tests"],
+                "feedback": feedback(verdict),
+            },
             params=config.revision.params,  # type: ignore[union-attr]
         )
         for row, verdict in failing
@@ -230,7 +259,7 @@ def _revise(failing, template, config: ExecuteConfig, out: StageResult, ctx, rou
     results: list[ChatResult] = client.complete_many(requests)
     out.add_calls(results, template.name, template.version)
     revised = []
-    for (row, verdict), result in zip(failing, results, strict=True):
+    for (row, _verdict), result in zip(failing, results, strict=True):
         new = dict(row)
         try:
             code = split_solution_and_tests(result.text or "") if result.ok else None
@@ -266,19 +295,30 @@ def judge_batch(rows: list[dict[str, Any]], config: JudgeConfig, ctx: StageConte
     for row, answer in zip(rows, answers, strict=True):
         out.add_calls(answer.results, template.name, template.version)
         if not answer.ok:
-            out.reject(row, ctx.stage, f"judge answer malformed: {answer.error}", {"raw": answer.raw})
+            out.reject(
+                row, ctx.stage, f"judge answer malformed: {answer.error}", {"raw": answer.raw}
+            )
             continue
         verdict = JudgeAnswer(**answer.value)  # type: ignore[arg-type]
         score = (verdict.correctness == "pass") + (verdict.style == "pass")
-        judged = dict(row, judge={**verdict.model_dump(), "score": score,
-                                  "provider": answer.results[-1].provider,
-                                  "model": answer.results[-1].model})
+        judged = dict(
+            row,
+            judge={
+                **verdict.model_dump(),
+                "score": score,
+                "provider": answer.results[-1].provider,
+                "model": answer.results[-1].model,
+            },
+        )
         if score >= config.min_score:
             out.kept.append(judged)
         else:
-            out.reject(judged, ctx.stage,
-                       f"judge: correctness {verdict.correctness}, style {verdict.style}: "
-                       f"{verdict.reason}".strip())
+            out.reject(
+                judged,
+                ctx.stage,
+                f"judge: correctness {verdict.correctness}, style {verdict.style}: "
+                f"{verdict.reason}".strip(),
+            )
     return out
 
 

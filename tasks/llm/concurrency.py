@@ -76,8 +76,10 @@ class AdaptiveLimiter:
     - On a 429: the limit halves (at most once per "window": only if the rate-limited
       request was sent after the last decrease, so a burst of 429s from one overload
       counts once), and no new request is sent until ``Retry-After`` has passed.
-    - On a success: the limit grows by ``1/limit`` (about +1 per window of requests),
-      up to the ceiling.
+    - On a success: the limit grows back towards the limit it had before the last
+      decrease (half the gap per window of requests, so a 429 costs a few
+      round trips rather than ``limit/2`` of them), then by ``1/limit`` per success
+      (about +1 per window) to probe above it, up to the ceiling.
     - Sends are paced: consecutive sends are at least ``latency / limit / headroom``
       apart (latency = moving average of answered requests). That is never slower than
       the concurrency limit allows (``headroom`` > 1), but it spreads sends out. Without
@@ -103,6 +105,7 @@ class AdaptiveLimiter:
         self.paused_until = 0.0
         self.max_pause_s = max_pause_s
         self.last_decrease = -math.inf
+        self.limit_before_decrease = float(ceiling)
         self.decreases = 0
         self.rate_limited = 0
         self.min_limit_seen = float(ceiling)
@@ -188,7 +191,9 @@ class AdaptiveLimiter:
             self.latency_ewma = latency_s if ewma is None else 0.9 * ewma + 0.1 * latency_s
         if self.limit < self.ceiling:
             before = self.current
-            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+            gap = self.limit_before_decrease - self.limit
+            step = max(1.0, gap / 2) / self.limit
+            self.limit = min(float(self.ceiling), self.limit + step)
             if self.current > before:
                 self._wake()
 
@@ -196,6 +201,7 @@ class AdaptiveLimiter:
         self.rate_limited += 1
         now = time.monotonic()
         if sent_at >= self.last_decrease:
+            self.limit_before_decrease = self.limit
             self.limit = max(float(self.floor), self.limit / 2)
             self.min_limit_seen = min(self.min_limit_seen, self.limit)
             self.last_decrease = now

@@ -141,7 +141,9 @@ class OpenAIProvider:
         except openai.APIConnectionError as exc:
             raise ConfigError(f"cannot reach {where}: {exc}") from exc
         except openai.APIStatusError as exc:
-            hint = " (is the base_url right? it often ends in /v1)" if exc.status_code == 404 else ""
+            hint = (
+                " (is the base_url right? it often ends in /v1)" if exc.status_code == 404 else ""
+            )
             raise ConfigError(
                 f"{where} answered {exc.status_code} listing models{hint}: {exc}"
             ) from exc

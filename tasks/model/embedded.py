@@ -205,13 +205,14 @@ def sha256_file(path: Path) -> str:
 # --- resolution ---------------------------------------------------------------------------
 
 
-def resolve_model_path(name: str | None = None) -> Path:
+def resolve_model_path(name: str | None = None, *, honour_env: bool = True) -> Path:
     """The GGUF file the local provider should load. Cheap: never hashes.
 
-    ``WINNOW_MODEL_PATH`` wins when set (the file must exist). Otherwise the installed
-    embedded model, which must carry a stamp matching its current size and mtime.
+    ``WINNOW_MODEL_PATH`` wins when set (the file must exist) unless ``honour_env`` is
+    false. Otherwise the installed embedded model ``name``, which must carry a stamp
+    matching its current size and mtime.
     """
-    explicit = os.environ.get(MODEL_PATH_ENV)
+    explicit = os.environ.get(MODEL_PATH_ENV) if honour_env else None
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():

@@ -25,6 +25,7 @@ def generate(
     ),
     concurrency: int = typer.Option(16, help="Max requests in flight (remote providers)."),
     shard_size: int = typer.Option(64, help="Rows per task run."),
+    max_retries: int = typer.Option(6, help="Retries of a failing request (5xx, timeouts)."),
     temperature: float = typer.Option(None, help="Override the template's temperature."),
     max_tokens: int = typer.Option(None, help="Override the template's max_tokens."),
 ) -> None:
@@ -46,13 +47,15 @@ def generate(
             base_url=base_url,
             concurrency=concurrency,
             shard_size=shard_size,
+            max_retries=max_retries,
             temperature=temperature,
             max_tokens=max_tokens,
         )
         _, config, n_rows = prepare(params)  # fail fast, before Prefect starts
+        model_name = f" / {config.provider.model}" if config.provider.model else ""
         err.print(
             f"generate: {n_rows} rows with template {config.template} v{config.template_version} "
-            f"on {config.provider.kind}{' / ' + config.provider.model if config.provider.model else ''}"
+            f"on {config.provider.kind}{model_name}"
         )
         with live_progress():
             summary = generate_flow(params)

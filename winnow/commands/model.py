@@ -18,6 +18,7 @@ from tasks.model.embedded import (
     ModelReport,
     check_model,
     install_model,
+    installed_path,
     resolve_model_path,
 )
 
@@ -101,30 +102,33 @@ def model(
         bool, typer.Option("--json", help="Print the check report as JSON.")
     ] = False,
 ) -> None:
+    # An explicit --variant means that pinned model, even when WINNOW_MODEL_PATH is set.
+    pinned = variant is not None
     if path:
         try:
-            typer.echo(resolve_model_path(variant))
+            typer.echo(resolve_model_path(variant, honour_env=not pinned))
         except ModelError as exc:
             _err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
         return
 
-    custom = bool(os.environ.get(MODEL_PATH_ENV)) and variant is None
+    target = installed_path(variant) if pinned else None
+    custom = bool(os.environ.get(MODEL_PATH_ENV)) and not pinned
     if check or custom:
         if custom and not check and not as_json:
             _out.print(f"{MODEL_PATH_ENV} is set: checking that file, downloading nothing.")
-        report = check_model(rehash=check, load=load, name=variant)
+        report = check_model(target, rehash=check, load=load)
     else:
         say = (lambda _m: None) if as_json else (lambda m: _err.print(f"[dim]model:[/] {m}"))
         try:
-            install_model(variant, progress=say, force=force)
+            installed = install_model(variant, progress=say, force=force)
         except ModelError as exc:
             _err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _err.print("[red]interrupted[/]: nothing was installed")
             raise typer.Exit(130) from None
-        report = check_model(load=load, name=variant)
+        report = check_model(installed, load=load)
 
     if as_json:
         sys.stdout.write(json.dumps(report.model_dump(mode="json") | {"ok": report.ok}) + "\n")

@@ -38,7 +38,9 @@ def build_params(model: type, given: dict[str, Any]) -> Any:
 
 def run(
     recipe: str = typer.Argument(..., help="Recipe name, e.g. code-sft."),
-    provider: str = typer.Option(None, help="Generator: local | openai | anthropic | openai-compatible."),
+    provider: str = typer.Option(
+        None, help="Generator: local | openai | anthropic | openai-compatible."
+    ),
     model: str = typer.Option(None, help="Generator model."),
     base_url: str = typer.Option(None, help="Generator server URL (openai-compatible)."),
     judge_provider: str = typer.Option(None, help="Judge provider (default: the generator's)."),
@@ -65,9 +67,13 @@ def run(
     except ValueError as exc:
         raise fail(str(exc)) from None
     options = {
-        "provider": provider, "model": model, "base_url": base_url,
-        "judge_provider": judge_provider, "judge_model": judge_model,
-        "judge_base_url": judge_base_url, "out": out_dir,
+        "provider": provider,
+        "model": model,
+        "base_url": base_url,
+        "judge_provider": judge_provider,
+        "judge_model": judge_model,
+        "judge_base_url": judge_base_url,
+        "out": out_dir,
     }
     given.update({k: v for k, v in options.items() if v is not None})
     small = _small_defaults(spec, given)
@@ -104,14 +110,20 @@ def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
 
 def _print_summary(summary: dict[str, Any], seconds: float) -> None:
     out.print(funnel_table(summary.get("stages", []), title=f"Run {summary.get('run_id')}"))
-    out.print(costs_line({
-        "calls": summary.get("llm_calls", 0),
-        "cached_calls": summary.get("llm_calls_from_journal", 0),
-        "prompt_tokens": summary.get("tokens", {}).get("prompt", 0),
-        "completion_tokens": summary.get("tokens", {}).get("completion", 0),
-        "cost_usd": summary.get("cost_usd", 0.0),
-    }))
-    out.print(f"kept {summary.get('kept', 0)} example(s) in {seconds:.0f} s -> {summary.get('out', '')}")
+    out.print(
+        costs_line(
+            {
+                "calls": summary.get("llm_calls", 0),
+                "cached_calls": summary.get("llm_calls_from_journal", 0),
+                "prompt_tokens": summary.get("tokens", {}).get("prompt", 0),
+                "completion_tokens": summary.get("tokens", {}).get("completion", 0),
+                "cost_usd": summary.get("cost_usd", 0.0),
+            }
+        )
+    )
+    out.print(
+        f"kept {summary.get('kept', 0)} example(s) in {seconds:.0f} s -> {summary.get('out', '')}"
+    )
 
 
 def register(app: typer.Typer) -> None:

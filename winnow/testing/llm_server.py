@@ -19,6 +19,16 @@ As a subprocess (prints its base URL on the first line of stdout)::
 
     python -m winnow.testing.llm_server --port 0 --latency-ms 200 --concurrency 64
 
+A script file (``--script``) is a JSON :class:`Script`, for example::
+
+    {"latency_ms": 200,
+     "rules": [{"pattern": "judge", "replies": ["!500", "{\"ok\": true}"], "then": "last"}],
+     "faults": {"p_429": 0.1, "seed": 7}, "retry_after_s": 0.5}
+
+(a reply ``"!500"``, ``"!429"``, ``"!hang"``, ``"!malformed"`` or ``"!truncated"`` is
+that fault; ``POST /_script`` replaces the script of a running server, ``POST /_reset``
+zeroes the counts; ``--api anthropic`` serves the Anthropic Messages API instead.)
+
 The app is plain ASGI on uvicorn (no framework in the hot path) so it sustains well over
 a thousand requests per second on one core.
 """
@@ -565,6 +575,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=None)
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--over-capacity", choices=["queue", "429"], default=None)
+    parser.add_argument("--retry-after-s", type=float, default=None)
     parser.add_argument("--script", type=Path, default=None, help="a JSON Script")
     parser.add_argument("--api", choices=["openai", "anthropic"], default="openai")
     args = parser.parse_args(argv)
@@ -575,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
         script.concurrency = args.concurrency
     if args.over_capacity is not None:
         script.over_capacity = args.over_capacity
+    if args.retry_after_s is not None:
+        script.retry_after_s = args.retry_after_s
     if args.api == "anthropic":
         from winnow.testing.anthropic_server import AnthropicTestServer
 
