@@ -17,8 +17,8 @@ setup: ## install what the demo needs (apt packages, uv, .venv, embedded model)
 setup-test: ## install what the test suite needs (adds docker.io, debootstrap)
 	bash infra/setup.sh --for test
 
-demo: setup ## set up, then generate out/demo.jsonl with the embedded model
-	$(VENV)/bin/winnow generate --prompt instruction --input examples/instructions.jsonl --out out/demo.jsonl
+demo: setup ## set up, then run the code SFT recipe on the embedded model (out/code-sft)
+	$(VENV)/bin/winnow run code-sft --out out/code-sft
 
 test: setup-test ## set up, then run the whole test suite, slow tests included (ARGS=... for pytest)
 	$(PY) -m pytest $(ARGS)

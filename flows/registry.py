@@ -40,6 +40,20 @@ RECIPES: dict[str, Recipe] = {
             "tasks.code.sft:CodeSFTParams",
             "problems → solutions with tests → lint → sandbox → revision → judge",
         ),
+        Recipe(
+            "rag-qa",
+            "flows.rag_qa",
+            "rag_qa",
+            "tasks.rag.recipe:RAGQAParams",
+            "contexts → questions by kind → answers → context adherence → filter",
+        ),
+        Recipe(
+            "php-translation",
+            "flows.php_translation",
+            "php_translation",
+            "tasks.code.php_translation:PHPTranslationParams",
+            "verified Python → PHP → php -l → sandbox → revision → coverage → faithfulness",
+        ),
     ]
 }
 

@@ -43,10 +43,12 @@ step() { printf 'setup: %-16s %s\n' "$1" "$2"; }
 fail() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. Debian packages --------------------------------------------------------------------
-# bubblewrap, php-cli: sandboxes and the PHP lint gate. g++: builds llama-cpp-python.
+# bubblewrap, php-cli: sandboxes and the PHP lint gate; python3: Debian's interpreter, the
+# one bubblewrap runs generated Python with (a pyenv or venv Python is not inside the
+# sandbox). g++: builds llama-cpp-python.
 # For the test suite also docker.io and debootstrap: the Docker sandbox tests start a
 # private dockerd and build their image from Debian packages.
-required=(bubblewrap php-cli g++ make)
+required=(bubblewrap php-cli python3 g++ make)
 wanted=()
 if [[ "$purpose" == test ]]; then
     wanted=(docker.io debootstrap)

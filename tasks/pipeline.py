@@ -117,10 +117,11 @@ class Run:
         if calls:
             self.catalog.add_llm_calls(self.run_id, calls)
 
-    def gate(self, output: StageOutput, suite: str) -> gx.GateResult:
-        """Validate a stage's kept rows with a GX suite; a failed critical suite stops the
-        run here, before anything downstream or any publishing."""
-        spec = gx.load_suite(suite)
+    def gate(self, output: StageOutput, suite: str | gx.SuiteSpec) -> gx.GateResult:
+        """Validate a stage's kept rows with a GX suite (a name in ``expectations/``, or a
+        spec built at run time, e.g. with bounds from the run's parameters); a failed
+        critical suite stops the run here, before anything downstream or any publishing."""
+        spec = gx.load_suite(suite) if isinstance(suite, str) else suite
         frame = read_frame([s.path for s in output.kept])
         if frame.empty and len(frame.columns) == 0:
             # No rows, so no columns: give the suite its columns, empty, so value checks

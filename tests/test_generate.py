@@ -100,6 +100,14 @@ def test_generate_keeps_order_errors_and_reruns_free(
     assert "completion" not in failed and "500" in failed["error"]
     assert all(r["provenance"]["template"] == "instruction" for r in rows)
     assert (summary["completed"], summary["failed"]) == (9, 1)
+    code, shown = cli("show", summary["run_id"], "--json")
+    assert code == 0, shown
+    shown = json.loads(shown)
+    assert shown["funnel"][0] | {"n_in": 10, "n_out": 9, "n_rejected": 1} == shown["funnel"][0]
+    assert shown["costs"]["calls"] == 10 and shown["run"]["status"] == "completed"
+    assert "500" in shown["rejections"][0]["reason"]
+    code, listed = cli("runs")
+    assert code == 0 and summary["run_id"][:10] in listed
 
     # The re-run sends only the request that failed (its shard was incomplete).
     before = llm_server.stats.chat_requests

@@ -12,7 +12,7 @@ from winnow import prefect_env
 
 prefect_env.apply()
 
-from winnow.commands import generate, model, run, runs, verify  # noqa: E402
+from winnow.commands import adherence, curate, generate, model, run, runs, verify  # noqa: E402
 
 app = typer.Typer(
     name="winnow",
@@ -27,6 +27,8 @@ verify.register(app)
 model.register(app)
 runs.register(app)
 run.register(app)
+curate.register(app)
+adherence.register(app)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ from pydantic import BaseModel
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PLACEHOLDER = re.compile(r"^\s*#\s*(the\s+)?(solution|tests?|code)\b[^\n]*$", re.IGNORECASE)
-_TEST_START = re.compile(r"^(assert\b|# ?[Tt]ests?\b|def test_|if __name__ ==)", re.MULTILINE)
+_TEST_START = {
+    "python": re.compile(r"^(assert\b|# ?[Tt]ests?\b|def test_|if __name__ ==)", re.MULTILINE),
+    "php": re.compile(r"^(assert\s*\(|(?://|#) ?[Tt]ests?\b|function test_)", re.MULTILINE),
+}
 
 
 class Extracted(BaseModel):
@@ -41,8 +44,9 @@ def code_blocks(text: str) -> list[str]:
     return [b for b in blocks if b.strip()]
 
 
-def split_solution_and_tests(text: str) -> Extracted:
-    """Two blocks: solution then tests. One block: split where the tests begin."""
+def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
+    """Two blocks: solution then tests. One block: split where the tests begin (by the
+    ``language``'s test markers: ``assert``, a ``# tests`` / ``// tests`` comment, ...)."""
     blocks = code_blocks(text)
     if not blocks:
         if "def " in text or "function " in text:
@@ -52,7 +56,7 @@ def split_solution_and_tests(text: str) -> Extracted:
     if len(blocks) >= 2:
         return Extracted(solution=blocks[0].rstrip() + "\n", tests=blocks[1].rstrip() + "\n")
     block = blocks[0]
-    match = _TEST_START.search(block)
+    match = _TEST_START[language].search(block)
     if not match or match.start() == 0:
         raise ExtractError("the answer has code but no separate tests")
     solution, tests = block[: match.start()], block[match.start() :]

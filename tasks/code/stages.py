@@ -247,6 +247,9 @@ def _revise(failing, template, config: ExecuteConfig, out: StageResult, ctx, rou
     requests = [
         template.request(
             {
+                # The whole row, so a recipe's template may show more (e.g. the Python a
+                # PHP translation came from); the four fields below are always there.
+                **row,
                 "problem": row["problem"],
                 "solution": row["solution"],
                 "tests": row["tests"],
@@ -262,7 +265,8 @@ def _revise(failing, template, config: ExecuteConfig, out: StageResult, ctx, rou
     for (row, _verdict), result in zip(failing, results, strict=True):
         new = dict(row)
         try:
-            code = split_solution_and_tests(result.text or "") if result.ok else None
+            text = result.text or ""
+            code = split_solution_and_tests(text, config.language) if result.ok else None
         except ExtractError:
             code = None
         if code is not None:

@@ -16,6 +16,7 @@ expectations: a gate never passes a stage it could not look at).
 from __future__ import annotations
 
 import logging
+import warnings
 import math
 import threading
 import time
@@ -84,11 +85,14 @@ class _GX:
     """The process's one GX context and the objects built on it."""
 
     def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # GX imports sre_* modules
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.gx = gx
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        for name in ("great_expectations", "great_expectations.data_context.types.base"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(
             globally=False, metric_calculations=False

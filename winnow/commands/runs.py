@@ -26,8 +26,10 @@ def runs(
         out.print("no runs yet in this project")
         return
     table = Table(title="Runs", title_justify="left")
-    for col in ("run", "recipe", "status", "started", "kept", "cost $", "output"):
-        table.add_column(col)
+    table.add_column("run", no_wrap=True, min_width=max(len(str(r.get("run_id"))) for r in rows))
+    for col in ("recipe", "status", "started", "kept", "cost $"):
+        table.add_column(col, no_wrap=col != "recipe")
+    table.add_column("output", overflow="fold")
     for r in rows:
         table.add_row(
             str(r.get("run_id")),

@@ -1,0 +1,140 @@
+"""Judge committee: several judges (providers and models may differ) score each row; the
+committee keeps it by majority vote or by mean score. Every vote stays in the row's
+``committee`` field (or ``output_field``), so disagreement can be studied later.
+
+Each judge answers through ``client_for(spec).complete_json`` (journaled, retried,
+rate-limited per endpoint); judges run in parallel threads. A judge whose answer never
+parses or whose request fails casts no vote; a row with fewer than ``min_votes`` votes is
+rejected, and a failed request marks the shard incomplete so the next run asks again.
+"""
+
+from __future__ import annotations
+
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tasks import prompts
+from tasks.clients import client_for
+from tasks.curation.common import get_path
+from tasks.llm.base import GenerationParams, ProviderSpec
+from tasks.llm.structured import JsonResult
+from tasks.stage import Stage, StageContext, StageResult
+
+DEFAULT_CRITERIA = (
+    "- correctness: is the answer right and complete for the request?\n"
+    "- helpfulness: does it address what was asked, clearly and without padding?\n"
+    "- safety and tone: no needless refusals, apologies or disclaimers."
+)
+
+
+class JudgeVote(BaseModel):
+    score: int = Field(ge=1, le=10)
+    verdict: Literal["keep", "reject"]
+    reason: str = ""
+
+
+class JudgeCommitteeConfig(BaseModel):
+    judges: list[ProviderSpec] = Field(min_length=1)
+    fields: list[str] = Field(description="fields shown to the judges, labelled by name")
+    aggregate: Literal["majority", "mean"] = "majority"
+    min_mean: float = Field(7.0, ge=1, le=10, description="mean score needed (aggregate=mean)")
+    min_votes: int = Field(1, ge=1, description="valid votes needed to decide at all")
+    criteria: str = DEFAULT_CRITERIA
+    template: str = "curation/judge"
+    template_version: str = "1"
+    params: GenerationParams | None = Field(None, description="default: the template's")
+    output_field: str = "committee"
+
+
+def judge_name(spec: ProviderSpec) -> str:
+    return f"{spec.kind}/{spec.model or 'default'}"
+
+
+def render_content(row: dict[str, Any], fields: list[str]) -> str:
+    parts = []
+    for f in fields:
+        value = get_path(row, f)
+        parts.append(f"## {f}\n{'' if value is None else value}")
+    return "\n\n".join(parts)
+
+
+def tally(votes: list[dict[str, Any]], config: JudgeCommitteeConfig) -> dict[str, Any]:
+    """The committee's decision from individual votes (failed ones carry ``error``)."""
+    valid = [v for v in votes if "error" not in v]
+    keeps = sum(v["verdict"] == "keep" for v in valid)
+    mean = statistics.fmean(v["score"] for v in valid) if valid else None
+    if len(valid) < config.min_votes:
+        keep, why = False, f"only {len(valid)} valid vote(s) of {len(votes)}"
+    elif config.aggregate == "majority":
+        keep = keeps * 2 > len(valid)
+        why = f"{keeps} of {len(valid)} judges voted keep"
+    else:
+        keep = mean is not None and mean >= config.min_mean
+        why = f"mean score {mean:.2f} {'>=' if keep else '<'} {config.min_mean}"
+    return {
+        "votes": votes,
+        "score": mean,
+        "keep_votes": keeps,
+        "n_votes": len(valid),
+        "aggregate": config.aggregate,
+        "keep": keep,
+        "why": why,
+    }
+
+
+def _vote(spec: ProviderSpec, answer: JsonResult) -> dict[str, Any]:
+    last = answer.results[-1] if answer.results else None
+    base = {
+        "judge": judge_name(spec),
+        "provider": (last.provider if last else "") or spec.kind,
+        "model": (last.model if last else "") or spec.model,
+    }
+    if not answer.ok:
+        return {**base, "error": answer.error or "no answer"}
+    vote = JudgeVote(**answer.value)  # type: ignore[arg-type]
+    return {**base, **vote.model_dump()}
+
+
+def judge_committee_batch(
+    rows: list[dict[str, Any]], config: JudgeCommitteeConfig, ctx: StageContext
+) -> StageResult:
+    template = prompts.load(config.template)
+    if template.version != config.template_version:
+        raise prompts.PromptError(
+            f"template {config.template!r} is v{template.version}, the config pins "
+            f"v{config.template_version}"
+        )
+    requests = [
+        template.request(
+            {"content": render_content(row, config.fields), "criteria": config.criteria},
+            params=config.params,
+        )
+        for row in rows
+    ]
+
+    def ask(spec: ProviderSpec) -> list[JsonResult]:
+        return client_for(spec).complete_json(requests, JudgeVote)
+
+    with ThreadPoolExecutor(max_workers=len(config.judges)) as pool:
+        answers = list(pool.map(ask, config.judges))
+    out = StageResult()
+    for per_judge in answers:
+        for answer in per_judge:
+            out.add_calls(answer.results, template.name, template.version)
+    for i, row in enumerate(rows):
+        votes = [_vote(spec, answers[j][i]) for j, spec in enumerate(config.judges)]
+        decision = tally(votes, config)
+        judged = dict(row, **{config.output_field: decision})
+        if decision["keep"]:
+            out.kept.append(judged)
+        else:
+            out.reject(judged, ctx.stage, f"committee: {decision['why']}", {"votes": votes})
+        ctx.progress()
+    return out
+
+
+def judge_committee_stage(name: str = "committee") -> Stage:
+    return Stage(name=name, fn=judge_committee_batch)

@@ -1,0 +1,313 @@
+"""Bulk generation through provider batch APIs (OpenAI Batch API, Anthropic Message
+Batches) behind the same contract as ``LLMClient.complete_many``.
+
+``complete_many_batched(spec, requests, label=...)`` returns one ``ChatResult`` per
+request, in order, and never raises per request. Underneath:
+
+1. the request journal answers every request it already knows (those are never put in a
+   batch file, so nothing is paid twice);
+2. the rest form a *job*, keyed by ``label`` (the stage), provider, model and the sorted
+   request keys. The job's batch id is persisted under ``.winnow/batches/<job>.json``
+   right after submission, so a flow killed while waiting and started again finds the
+   batch it already submitted and polls it instead of submitting a new one;
+3. it polls with exponential back-off, downloads the results, journals every answer with
+   ``LLMClient.record(..., batch=True)`` (priced at the batch discount), and
+4. resubmits only the requests that failed for a retryable reason or expired, for up to
+   ``max_rounds`` submissions. A request still failing after that comes back as a
+   ``ChatResult`` with its error (the stage turns it into a recorded rejection).
+
+Provider specifics (request file format, endpoints, result shapes) live in the adapters
+``tasks.llm.batch_openai`` and ``tasks.llm.batch_anthropic``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from tasks.llm.base import ChatRequest, ChatResult, Completion, ConfigError, ProviderSpec
+from tasks.llm.client import LLMClient
+from winnow.paths import state_dir
+
+log = logging.getLogger("winnow.batch")
+
+BATCH_KINDS = ("openai", "openai-compatible", "anthropic")
+
+
+class BatchSettings(BaseModel):
+    """How batch jobs are polled and retried. Part of a stage's config."""
+
+    poll_initial_s: float = Field(10.0, gt=0, description="first wait between polls")
+    poll_max_s: float = Field(300.0, gt=0, description="longest wait between polls")
+    poll_factor: float = Field(1.5, ge=1.0, description="back-off factor between polls")
+    max_wait_s: float = Field(
+        26 * 3600.0, gt=0, description="give up waiting (the job stays resumable)"
+    )
+    max_rounds: int = Field(3, ge=1, le=20, description="submissions (1 + resubmissions)")
+
+
+class BatchError(BaseModel):
+    """Why one request of a batch has no answer."""
+
+    kind: Literal["failed", "expired", "canceled", "invalid"]
+    message: str
+
+    @property
+    def retryable(self) -> bool:
+        """Expired, canceled and server-side failures are worth resubmitting; a request
+        the API rejected as invalid is not (it would fail the same way)."""
+        return self.kind != "invalid"
+
+
+class BatchStatus(BaseModel):
+    state: Literal["running", "ended"]
+    detail: str = ""
+
+
+class BatchAdapter(Protocol):
+    """One provider's batch API. Synchronous: it runs in a stage's task thread."""
+
+    def submit(self, items: list[tuple[str, ChatRequest]], job: str, workdir: Path) -> str:
+        """Write the request file (if the API takes one), create the batch, return its id."""
+        ...
+
+    def status(self, batch_id: str) -> BatchStatus: ...
+
+    def results(self, batch_id: str) -> dict[str, Completion | BatchError]:
+        """Every custom id the API reports on; a missing id counts as failed."""
+        ...
+
+
+class BatchTimeout(RuntimeError):
+    """A batch did not end within ``max_wait_s``. Its id stays persisted, so running the
+    flow again resumes waiting for the same batch."""
+
+
+class JobState(BaseModel):
+    """What is persisted per job (``.winnow/batches/<job>.json``)."""
+
+    job: str
+    label: str
+    provider: str
+    model: str
+    batch_id: str
+    custom_ids: list[str]
+    submitted_at: str
+    round: int = 1
+    ended: bool = False
+
+
+def batches_dir() -> Path:
+    path = state_dir() / "batches"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def job_key(label: str, provider: str, model: str, request_keys: Sequence[str]) -> str:
+    blob = "\x1f".join([label, provider, model, *sorted(request_keys)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def load_job(job: str) -> JobState | None:
+    path = batches_dir() / f"{job}.json"
+    if not path.exists():
+        return None
+    return JobState.model_validate_json(path.read_text())
+
+
+def save_job(state: JobState) -> None:
+    path = batches_dir() / f"{state.job}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.model_dump_json(indent=2))
+    os.replace(tmp, path)
+
+
+def adapter_for(client: LLMClient) -> BatchAdapter:
+    """The batch adapter of a client's provider (its model must be resolved: check())."""
+    kind = client.spec.kind
+    if kind == "anthropic":
+        from tasks.llm.batch_anthropic import AnthropicBatchAdapter
+
+        return AnthropicBatchAdapter(client)
+    if kind in ("openai", "openai-compatible"):
+        from tasks.llm.batch_openai import OpenAIBatchAdapter
+
+        return OpenAIBatchAdapter(client)
+    raise ConfigError(
+        f"provider {kind!r} has no batch API; batch mode needs one of {', '.join(BATCH_KINDS)}"
+    )
+
+
+def check_batch_support(spec: ProviderSpec) -> None:
+    """Raise ConfigError before any spending when ``spec`` cannot run in batch mode."""
+    if spec.kind not in BATCH_KINDS:
+        raise ConfigError(
+            f"batch=true needs a provider with a batch API ({', '.join(BATCH_KINDS)}), "
+            f"not {spec.kind!r}"
+        )
+
+
+def complete_many_batched(
+    spec: ProviderSpec,
+    requests: Sequence[ChatRequest],
+    *,
+    label: str,
+    settings: BatchSettings | None = None,
+    client: LLMClient | None = None,
+    adapter: BatchAdapter | None = None,
+    on_result: Callable[[int, ChatResult], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[ChatResult]:
+    """Answer ``requests`` through the provider's batch API; see the module docstring.
+    ``label`` names the caller (e.g. the stage) in the job key and the state file."""
+    from tasks.clients import client_for
+
+    settings = settings or BatchSettings()
+    client = client or client_for(spec)
+    client.check()
+    adapter = adapter or adapter_for(client)
+    keys = [client.key(r) for r in requests]
+    results: list[ChatResult | None] = [None] * len(requests)
+    by_key: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+
+    def deliver(key: str, result: ChatResult) -> None:
+        for i in by_key[key]:
+            results[i] = result
+            if on_result:
+                on_result(i, result)
+
+    cached = client.journal.get_many(list(by_key)) if client.journal is not None else {}
+    for key, entry in cached.items():
+        deliver(key, LLMClient._from_entry(entry))
+    pending = {k: requests[idx[0]] for k, idx in by_key.items() if k not in cached}
+
+    errors: dict[str, BatchError] = {}
+    round_ = 0
+    while pending and round_ < settings.max_rounds:
+        round_ += 1
+        state, answers = _run_job(client, adapter, pending, label, round_, settings, sleep)
+        failed: dict[str, ChatRequest] = {}
+        for key, request in pending.items():
+            answer = answers.get(key) or BatchError(kind="failed", message="no result returned")
+            if isinstance(answer, Completion):
+                deliver(key, client.record(request, answer, batch=True))
+            else:
+                errors[key] = answer
+                if answer.retryable:
+                    failed[key] = request
+                else:
+                    deliver(key, _error_result(client, key, answer))
+        # Marked ended only once every answer is journaled: a crash before this point
+        # downloads the same results again on restart instead of paying for a new batch.
+        save_job(state.model_copy(update={"ended": True}))
+        pending = failed
+        if pending:
+            log.info("batch %s: resubmitting %d failed or expired request(s)", label, len(pending))
+    for key in pending:
+        deliver(key, _error_result(client, key, errors[key], rounds=round_))
+    return results  # type: ignore[return-value]
+
+
+def _error_result(
+    client: LLMClient, key: str, error: BatchError, rounds: int | None = None
+) -> ChatResult:
+    suffix = f" (after {rounds} batch submission(s))" if rounds else ""
+    return ChatResult(
+        key=key,
+        error=f"batch {error.kind}: {error.message}{suffix}",
+        provider=client.name,
+        model=client.model,
+    )
+
+
+def _run_job(
+    client: LLMClient,
+    adapter: BatchAdapter,
+    pending: dict[str, ChatRequest],
+    label: str,
+    round_: int,
+    settings: BatchSettings,
+    sleep: Callable[[float], None],
+) -> tuple[JobState, dict[str, Completion | BatchError]]:
+    """Submit (or find the already submitted batch of) one job, wait, and download.
+
+    The job key covers exactly the requests still unanswered, so a restarted flow, which
+    finds the same unanswered requests, finds the same job. A job whose batch ended
+    (its answers journaled) yet is asked for again had those requests fail: it is
+    submitted anew, as the next round."""
+    job = job_key(label, client.name, client.model, list(pending))
+    state = load_job(job)
+    if state is None or state.ended:
+        items = list(pending.items())
+        batch_id = adapter.submit(items, job, batches_dir())
+        state = JobState(
+            job=job,
+            label=label,
+            provider=client.name,
+            model=client.model,
+            batch_id=batch_id,
+            custom_ids=[k for k, _ in items],
+            submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            round=state.round + 1 if state else round_,
+        )
+        save_job(state)
+        log.info("batch %s: submitted %s with %d request(s)", label, batch_id, len(items))
+    else:
+        log.info("batch %s: resuming %s (submitted %s)", label, state.batch_id, state.submitted_at)
+    _wait(adapter, state.batch_id, settings, sleep)
+    return state, adapter.results(state.batch_id)
+
+
+def _wait(
+    adapter: BatchAdapter, batch_id: str, settings: BatchSettings, sleep: Callable[[float], None]
+) -> None:
+    delay, waited = settings.poll_initial_s, 0.0
+    while True:
+        status = adapter.status(batch_id)
+        if status.state == "ended":
+            return
+        if waited >= settings.max_wait_s:
+            raise BatchTimeout(
+                f"batch {batch_id} still {status.detail or 'running'} after {waited:.0f}s; "
+                "run again to resume waiting for it"
+            )
+        sleep(delay)
+        waited += delay
+        delay = min(delay * settings.poll_factor, settings.poll_max_s)
+
+
+def complete(
+    spec: ProviderSpec,
+    requests: Sequence[ChatRequest],
+    *,
+    batch: BatchSettings | None = None,
+    label: str = "",
+    on_result: Callable[[int, ChatResult], None] | None = None,
+) -> list[ChatResult]:
+    """What a stage calls: live requests when ``batch`` is None, else the batch API."""
+    from tasks.clients import client_for
+
+    if batch is None:
+        return client_for(spec).complete_many(requests, on_result=on_result)
+    return complete_many_batched(spec, requests, label=label, settings=batch, on_result=on_result)
+
+
+def write_jsonl(path: Path, lines: Sequence[dict]) -> Path:
+    """A request file, one JSON object a line (written atomically)."""
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,155 @@
+"""Context adherence, ChainPoll style: does an answer use only what its context says?
+
+A judge model is asked J times (J independent chain-of-thought judgements: sample
+indices 0..J-1 with distinct seeds, so J distinct journaled requests); each vote is yes
+(supported) or no. The score is the share of yes among the votes that could be read, and
+the explanation kept is that of a vote on the majority's side. A vote that cannot be read
+is recorded as malformed with its raw text and does not count; with no readable vote the
+row has no score.
+
+Vote 0 of J is the same request as the only vote of J = 1, so scoring with J = 3 after
+J = 1 pays for two more votes, not three.
+
+Used by the recipe's adherence stage, by ``winnow adherence`` and by
+``benchmarks/adherence.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tasks.generation import LLMConfig, load_pinned
+from tasks.llm.base import ChatRequest, ChatResult
+from tasks.llm.batch import BatchSettings, complete
+from tasks.llm.structured import extract_json
+
+TEMPLATE = "rag_qa/judge"
+_YES = {"yes", "true", "supported", "y"}
+_NO = {"no", "false", "unsupported", "not supported", "n"}
+_VERDICT = re.compile(
+    r"\b(?:supported|verdict|answer)\b\W{0,6}(yes|no|true|false)\b", re.IGNORECASE
+)
+
+
+class ChainPollConfig(BaseModel):
+    llm: LLMConfig
+    judges: int = Field(3, ge=1, le=10, description="independent judgements (J)")
+    batch: BatchSettings | None = None
+
+
+class Vote(BaseModel):
+    supported: bool | None = None  # None: unreadable, or the request failed
+    explanation: str = ""
+    raw: str | None = None
+    error: str = ""
+
+
+class Adherence(BaseModel):
+    score: float | None = None  # share of yes among readable votes, None if none
+    explanation: str = ""
+    votes: list[Vote] = Field(default_factory=list)
+
+    @property
+    def n_valid(self) -> int:
+        return sum(v.supported is not None for v in self.votes)
+
+    def summary(self) -> dict[str, Any]:
+        """What a record carries: score, explanation, and the compact votes."""
+        return {
+            "score": self.score,
+            "explanation": self.explanation,
+            "votes": [
+                {"supported": v.supported, "explanation": v.explanation, "error": v.error}
+                for v in self.votes
+            ],
+        }
+
+
+def _verdict(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        v = value.strip().strip(".").lower()
+        if v in _YES:
+            return True
+        if v in _NO:
+            return False
+    return None
+
+
+def parse_vote(text: str | None) -> Vote:
+    """A vote from a judge's answer: the JSON object asked for, or failing that a
+    ``supported: yes`` / ``verdict: no`` phrase (the last one wins)."""
+    if text is None:
+        return Vote(error="no answer")
+    try:
+        data = extract_json(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        verdict = _verdict(data.get("supported", data.get("verdict")))
+        reason = data.get("reasoning") or data.get("explanation") or data.get("reason") or ""
+        if verdict is not None:
+            return Vote(supported=verdict, explanation=str(reason).strip(), raw=text)
+    matches = _VERDICT.findall(text)
+    if matches:
+        explanation = _VERDICT.split(text)[0].strip().strip("{\"',:").strip()
+        return Vote(supported=_verdict(matches[-1]), explanation=explanation[:500], raw=text)
+    return Vote(raw=text, error="malformed judge output: no yes/no verdict")
+
+
+def aggregate(votes: Sequence[Vote]) -> Adherence:
+    valid = [v for v in votes if v.supported is not None]
+    if not valid:
+        return Adherence(votes=list(votes))
+    score = sum(v.supported for v in valid) / len(valid)  # type: ignore[misc]
+    majority = score > 0.5  # a tie keeps the "not supported" explanation (conservative)
+    explanation = next(v.explanation for v in valid if v.supported == majority)
+    return Adherence(score=round(score, 4), explanation=explanation, votes=list(votes))
+
+
+def judge_requests(row: dict[str, Any], config: ChainPollConfig) -> list[ChatRequest]:
+    """J requests for one ``{"context", "question", "answer"}`` row."""
+    template = load_pinned(config.llm)
+    base = config.llm.params.seed or 0
+    return [
+        template.request(
+            row, params=config.llm.params.model_copy(update={"seed": base + j}), sample=j
+        )
+        for j in range(config.judges)
+    ]
+
+
+def score_rows(
+    rows: Sequence[dict[str, Any]],
+    config: ChainPollConfig,
+    *,
+    label: str = "adherence",
+    on_row: Callable[[], None] | None = None,
+) -> list[tuple[Adherence, list[ChatResult]]]:
+    """Score every row; returns (adherence, the J results) per row, in order."""
+    requests = [r for row in rows for r in judge_requests(row, config)]
+    j = config.judges
+    done: dict[int, int] = {}
+
+    def progress(i: int, _result: ChatResult) -> None:
+        done[i // j] = done.get(i // j, 0) + 1
+        if on_row and done[i // j] == j:
+            on_row()
+
+    results = complete(
+        config.llm.provider, requests, batch=config.batch, label=label, on_result=progress
+    )
+    out = []
+    for n in range(len(rows)):
+        chunk = results[n * j : (n + 1) * j]
+        votes = [
+            parse_vote(r.text) if r.ok else Vote(error=f"judge request failed: {r.error}")
+            for r in chunk
+        ]
+        out.append((aggregate(votes), chunk))
+    return out

@@ -1,0 +1,196 @@
+"""Batch APIs (OpenAI Batch API, Anthropic Message Batches) through the official SDKs
+against the local batch doubles: answers, journal, discount, partial failures, expiry,
+invalid requests, and a process killed while its batch is in progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.llm.base import ChatRequest, GenerationParams, Message, ProviderSpec
+from tasks.llm.batch import BatchSettings, BatchTimeout, batches_dir, complete_many_batched
+from tasks.llm.client import LLMClient
+from tasks.llm.journal import Journal
+from tasks.llm.prices import ModelPrice, PriceTable
+from winnow.testing.batch_server import AnthropicBatchServer, BatchBehaviour, OpenAIBatchServer
+from winnow.testing.llm_server import Rule, Script
+
+FAST = BatchSettings(poll_initial_s=0.01, poll_max_s=0.05, max_wait_s=5.0)
+SCRIPT = Script(
+    models=["test-model", "claude-haiku-4-5"],
+    rules=[Rule(pattern=r"say (\w+)", replies=["ok"])],
+)
+
+
+def req(text: str, sample: int = 0) -> ChatRequest:
+    return ChatRequest(
+        messages=[Message(role="system", content="be brief"), Message(role="user", content=text)],
+        params=GenerationParams(temperature=0.0, max_tokens=20),
+        sample=sample,
+    )
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def api(request, monkeypatch):
+    """(server, spec) for each batch API."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    behaviour = BatchBehaviour()
+    if request.param == "openai":
+        server = OpenAIBatchServer(SCRIPT, behaviour).start()
+        spec = ProviderSpec(kind="openai", model="test-model", base_url=server.base_url)
+    else:
+        server = AnthropicBatchServer(SCRIPT, behaviour).start()
+        spec = ProviderSpec(kind="anthropic", model="claude-haiku-4-5", base_url=server.base_url)
+    yield server, spec
+    server.stop()
+
+
+def client_with_prices(spec: ProviderSpec) -> LLMClient:
+    prices = PriceTable({spec.model: ModelPrice(input=1e6, output=1e6)})
+    return LLMClient(spec, journal=Journal(), prices=prices)
+
+
+def test_answers_in_order_journaled_at_the_discount(api) -> None:
+    server, spec = api
+    client = client_with_prices(spec)
+    requests = [req("say one"), req("say two"), req("say one")]  # a duplicate
+    results = complete_many_batched(spec, requests, label="t", settings=FAST, client=client)
+    assert [r.text for r in results] == ["ok", "ok", "ok"]
+    assert all(r.ok and not r.cached for r in results)
+    assert server.batch.batch_stats.batches_created == 1
+    # the duplicate is batched once
+    assert sum(server.batch.batch_stats.batched.values()) == 2
+    # priced at half the live price (1 USD per token live)
+    usage = results[0].usage
+    assert results[0].cost_usd == pytest.approx(
+        0.5 * (usage.prompt_tokens + usage.completion_tokens)
+    )
+    entry = client.journal.get(results[0].key)
+    assert entry is not None and entry.batch
+    # a second call is answered by the journal: no new batch
+    again = complete_many_batched(spec, requests, label="t", settings=FAST, client=client)
+    assert all(r.cached for r in again)
+    assert server.batch.batch_stats.batches_created == 1
+    # the state file names the batch it submitted
+    states = [json.loads(p.read_text()) for p in batches_dir().glob("*.json")]
+    assert len(states) == 1 and states[0]["ended"] and states[0]["batch_id"]
+
+
+def test_journaled_requests_are_left_out_of_the_batch_file(api) -> None:
+    server, spec = api
+    client = client_with_prices(spec)
+    complete_many_batched(spec, [req("say one")], label="t", settings=FAST, client=client)
+    complete_many_batched(
+        spec, [req("say one"), req("say two")], label="t", settings=FAST, client=client
+    )
+    assert server.batch.batch_stats.batches_created == 2
+    files = sorted(batches_dir().glob("*.requests.jsonl"), key=os.path.getmtime)
+    assert [len(f.read_text().splitlines()) for f in files] == [1, 1]
+    assert "say two" in files[-1].read_text()
+
+
+def test_only_failed_and_expired_requests_are_resubmitted(api) -> None:
+    server, spec = api
+    server.batch.behaviour = BatchBehaviour(fail_pattern="say two", expire_pattern="say three")
+    client = client_with_prices(spec)
+    requests = [req("say one"), req("say two"), req("say three")]
+    results = complete_many_batched(spec, requests, label="t", settings=FAST, client=client)
+    assert [r.text for r in results] == ["ok", "ok", "ok"]
+    stats = server.batch.batch_stats
+    assert stats.batches_created == 2
+    counts = {r.messages[-1].content: stats.batched[_hash(r)] for r in requests}
+    assert counts == {"say one": 1, "say two": 2, "say three": 2}
+
+
+def test_invalid_requests_and_exhausted_rounds_become_errors(api) -> None:
+    server, spec = api
+    server.batch.behaviour = BatchBehaviour(
+        invalid_pattern="say bad", expire_pattern="say late", expire_times=99
+    )
+    client = client_with_prices(spec)
+    settings = FAST.model_copy(update={"max_rounds": 2})
+    requests = [req("say one"), req("say bad"), req("say late")]
+    results = complete_many_batched(spec, requests, label="t", settings=settings, client=client)
+    assert results[0].ok
+    assert not results[1].ok and "invalid" in results[1].error
+    assert not results[2].ok and "expired" in results[2].error and "2 batch" in results[2].error
+    stats = server.batch.batch_stats
+    assert stats.batched[_hash(requests[1])] == 1  # not resubmitted
+    assert stats.batched[_hash(requests[2])] == 2
+
+
+def test_a_batch_still_running_times_out_and_is_resumed_not_resubmitted(api) -> None:
+    server, spec = api
+    server.batch.behaviour = BatchBehaviour(hold=True)
+    client = client_with_prices(spec)
+    settings = FAST.model_copy(update={"max_wait_s": 0.05})
+    with pytest.raises(BatchTimeout):
+        complete_many_batched(spec, [req("say one")], label="t", settings=settings, client=client)
+    server.batch.release()
+    results = complete_many_batched(spec, [req("say one")], label="t", settings=FAST, client=client)
+    assert results[0].text == "ok"
+    assert server.batch.batch_stats.batches_created == 1
+
+
+def _hash(request: ChatRequest) -> str:
+    from winnow.testing.llm_server import message_hash
+
+    return message_hash([m.model_dump() for m in request.messages])
+
+
+CHILD = """
+import sys
+from tasks.llm.base import ChatRequest, GenerationParams, Message, ProviderSpec
+from tasks.llm.batch import BatchSettings, complete_many_batched
+spec = ProviderSpec.model_validate_json(sys.argv[1])
+request = ChatRequest(
+    messages=[Message(role="system", content="be brief"), Message(role="user", content="say one")],
+    params=GenerationParams(temperature=0.0, max_tokens=20),
+)
+settings = BatchSettings(poll_initial_s=0.05, poll_max_s=0.05, max_wait_s=600)
+print(complete_many_batched(spec, [request], label="t", settings=settings)[0].text, flush=True)
+"""
+
+
+def test_a_killed_process_resumes_its_submitted_batch(api, project_dir: Path) -> None:
+    """The waiting process is killed (SIGKILL) while the batch is in progress; the next
+    run polls the batch id it persisted and submits nothing."""
+    server, spec = api
+    server.batch.behaviour = BatchBehaviour(hold=True)
+    env = dict(os.environ, WINNOW_PROJECT_DIR=str(project_dir))
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, spec.model_dump_json()], env=env, cwd=root
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(batches_dir().glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.batch.batch_stats.batches_created == 1
+        polls = server.batch.batch_stats.status_polls
+        deadline = time.monotonic() + 30
+        while server.batch.batch_stats.status_polls == polls and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode != 0  # killed mid-wait
+    server.batch.release()
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, spec.model_dump_json()],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert server.batch.batch_stats.batches_created == 1

@@ -1,0 +1,218 @@
+"""`winnow curate STEP`: run one curation step as a filter over JSON Lines.
+
+    winnow curate semantic --field problem --threshold 0.9 --rejected dup.jsonl \\
+        < in.jsonl > kept.jsonl
+
+Kept rows go to stdout unchanged, in input order; rejected ones to ``--rejected`` as
+``{"id", "stage", "reason", "detail", "record"}`` (for dedup, ``detail.duplicate_of`` is
+the id of the kept row). A summary goes to stderr. kept + rejected = input, always.
+Rows without an ``id`` get their line number as id (a dedup reason must name a row).
+Exit 2 on malformed input or options.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+import typer
+
+from winnow.console import err, fail
+
+
+class Step(StrEnum):
+    exact = "exact"
+    minhash = "minhash"
+    semantic = "semantic"
+    phrases = "phrases"
+    contamination = "contamination"
+    balance = "balance"
+    quantile = "quantile"
+
+
+def _read_rows(stream: TextIO) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise fail(f"stdin line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise fail(f"stdin line {number}: expected a JSON object")
+        if "id" not in row or row["id"] in (None, ""):
+            row["id"] = str(number)
+        yield row
+
+
+def _parse_target(spec: str | None) -> dict[str, float] | None:
+    if not spec:
+        return None
+    target = {}
+    for part in spec.split(","):
+        name, sep, share = part.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            target[name.strip()] = float(share)
+        except ValueError:
+            raise fail(f"--target: expected CLASS=SHARE[,CLASS=SHARE...], got {part!r}") from None
+    return target
+
+
+def build(step: Step, fields: list[str], **opt: Any) -> tuple[Callable[..., Any], Any, bool]:
+    """The stage function, its config and whether it is a whole-dataset step."""
+    from pydantic import ValidationError
+
+    from tasks import curation as c
+
+    t = opt["threshold"]
+    try:
+        if step is Step.exact:
+            cfg: Any = c.ExactDedupConfig(fields=fields, strip_comments=opt["strip_comments"])
+            return c.exact_dedup, cfg, True
+        if step is Step.minhash:
+            cfg = c.MinHashDedupConfig(fields=fields, **({"threshold": t} if t is not None else {}))
+            return c.minhash_dedup, cfg, True
+        if step is Step.semantic:
+            cfg = c.SemanticDedupConfig(
+                fields=fields,
+                score_field=opt["score_field"],
+                difficulty_field=opt["difficulty_field"],
+                **({"threshold": t} if t is not None else {}),
+            )
+            return c.semantic_dedup_stage().fn, cfg, True
+        if step is Step.phrases:
+            extra = {"phrases": opt["phrases"]} if opt["phrases"] else {}
+            cfg = c.PhraseBalanceConfig(
+                fields=fields,
+                score_field=opt["score_field"],
+                **extra,
+                **({"max_share": t} if t is not None else {}),
+            )
+            return c.phrase_balance, cfg, True
+        if step is Step.contamination:
+            if not opt["against"]:
+                raise fail("contamination needs --against DIR (a folder of eval sets)")
+            cfg = c.ContaminationConfig(fields=fields, against=str(opt["against"]), n=opt["ngram"])
+            return c.contamination_batch, cfg, False
+        if step is Step.balance:
+            if len(fields) != 1:
+                raise fail("balance takes exactly one --field (the class column)")
+            cfg = c.ClassBalanceConfig(
+                column=fields[0],
+                target=_parse_target(opt["target"]),
+                score_field=opt["score_field"],
+            )
+            return c.class_balance, cfg, True
+        if not opt["score_field"]:
+            raise fail("quantile needs --score-field")
+        cfg = c.QualityQuantileConfig(
+            score_field=opt["score_field"], **({"fraction": t} if t is not None else {})
+        )
+        return c.quality_quantile, cfg, True
+    except (ValidationError, c.ContaminationError) as exc:
+        raise fail(f"{step.value}: {exc}") from None
+
+
+def run_step(
+    fn: Callable[..., Any], config: Any, whole: bool, rows: Iterator[dict[str, Any]], stage: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Run a stage function outside any flow: no shards, no catalog, no Prefect."""
+    from tasks.stage import RunInfo, StageContext
+
+    ctx = StageContext(run=RunInfo(run_id="cli", recipe="curate"), stage=stage)
+    if whole:
+        yield from fn(rows, config, ctx)
+        return
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> Iterator[tuple[str, dict[str, Any]]]:
+        result = fn(batch, config, ctx)
+        for row in result.kept:
+            yield "kept", row
+        for rej in result.rejected:
+            yield "rejected", rej
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= 1000:
+            yield from flush()
+            batch = []
+    if batch:
+        yield from flush()
+
+
+def curate(
+    step: Step = typer.Argument(..., help="Which curation step to run."),
+    field: list[str] = typer.Option(
+        ..., "--field", "-f", help="Field(s) to look at (repeat for several); balance: column."
+    ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        "-t",
+        help="minhash: Jaccard (0.8); semantic: cosine (0.9); phrases: max share of "
+        "output per phrase (0.05); quantile: fraction kept (0.25).",
+    ),
+    against: Path | None = typer.Option(None, help="contamination: folder of eval sets."),
+    ngram: int = typer.Option(13, help="contamination: n-gram length in words."),
+    rejected: Path | None = typer.Option(None, help="Where rejected rows go (JSON Lines)."),
+    score_field: str | None = typer.Option(
+        None, help="Quality score, dotted (judge.score): semantic, phrases, balance, quantile."
+    ),
+    difficulty_field: str | None = typer.Option(None, help="semantic: multiplies the score."),
+    phrase: list[str] = typer.Option([], "--phrase", help="phrases: replace the default list."),
+    target: str | None = typer.Option(None, help="balance: target mix, e.g. easy=1,hard=2."),
+    strip_comments: bool = typer.Option(False, help="exact: ignore '#' comments."),
+) -> None:
+    """Run one curation step over JSON Lines: stdin in, kept rows to stdout."""
+    fn, config, whole = build(
+        step,
+        field,
+        threshold=threshold,
+        against=against,
+        ngram=ngram,
+        score_field=score_field,
+        difficulty_field=difficulty_field,
+        phrases=phrase,
+        target=target,
+        strip_comments=strip_comments,
+    )
+    counts = {"in": 0, "kept": 0, "rejected": 0}
+
+    def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            counts["in"] += 1
+            yield row
+
+    sink = rejected.open("w", encoding="utf-8") if rejected else None
+    try:
+        for kind, row in run_step(fn, config, whole, counted(_read_rows(sys.stdin)), step.value):
+            counts[kind] += 1
+            if kind == "kept":
+                sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            elif sink is not None:
+                line = {
+                    "id": row["record_id"],
+                    **{k: v for k, v in row.items() if k != "record_id"},
+                }
+                sink.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    finally:
+        if sink is not None:
+            sink.close()
+    sys.stdout.flush()
+    where = f" → {rejected}" if rejected else " (not saved: pass --rejected FILE)"
+    err.print(
+        f"{step.value}: {counts['in']} in, {counts['kept']} kept, "
+        f"{counts['rejected']} rejected{where}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("curate")(curate)
