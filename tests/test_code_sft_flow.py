@@ -59,7 +59,7 @@ def script() -> Script:
         Rule(pattern=r"\[epsilon\]", replies=[answer("epsilon")]),
         Rule(pattern=r"\[zeta\]", replies=["I cannot write code today."]),
     ]
-    return Script(rules=rules)
+    return Script(rules=rules, models=["test-model", "judge-model"])
 
 
 @pytest.fixture
@@ -148,3 +148,21 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
     assert server.stats.chat_requests == before
     assert again["llm_calls_from_journal"] == again["llm_calls"]
     assert {r["id"] for r in read_jsonl(out / "dataset.jsonl")} == {r["id"] for r in kept.values()}
+    assert all(s["reused"] for s in again["stages"])
+
+    # Another judge model: only the judge (and what follows it) runs again, and only the
+    # judge's requests reach the server, one per executed candidate.
+    before = server.stats.chat_requests
+    third = code_sft(p.model_copy(update={"judge_model": "judge-model"}))
+    assert {s["stage"]: s["reused"] for s in third["stages"]} == {
+        "problems": True,
+        "unique_problems": True,
+        "solutions": True,
+        "static": True,
+        "execute": True,
+        "judge": False,
+        "dedup": False,
+    }
+    assert server.stats.chat_requests - before == 3
+    judged = read_jsonl(out / "dataset.jsonl")
+    assert {r["metadata"]["judge"]["model"] for r in judged} == {"judge-model"}

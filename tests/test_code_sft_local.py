@@ -15,6 +15,7 @@ from tasks.verify import Case, verify_cases
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)  # minutes on 2 idle cores; far more on a busy machine
 def test_code_sft_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None:
     from flows.code_sft import code_sft
 

@@ -92,7 +92,8 @@ def test_contamination_and_balance(tmp_path: Path) -> None:
     kept, rej, _ = invoke(args, rows, tmp_path)
     assert [r["id"] for r in kept] == ["2"]
     assert rej[0]["reason"] == "contaminated: overlaps toy_trivia"
-    kept, rej, _ = invoke(["balance", "-f", "k", "--target", "math=1"], rows, tmp_path)
+    kept, rej, result = invoke(["balance", "-f", "k", "--target", "math=1"], rows, tmp_path)
+    assert "Distribution of k" in result.stderr and "100.0%" in result.stderr
     assert [r["id"] for r in kept] == ["2"] and rej[0][
         "reason"
     ] == "class 'bio' not in the target mix"

@@ -249,3 +249,23 @@ def test_contamination_runs_as_a_sharded_stage() -> None:
     out = run_stage(contamination_stage(), shards, config, RunInfo(run_id="r", recipe="t"))
     assert (out.n_in, out.n_kept, out.n_rejected) == (5, 4, 1)
     assert [r["record_id"] for r in out.rejected_rows()] == ["r2"]
+
+
+@pytest.mark.slow  # imports Great Expectations (~3-20 s)
+def test_balanced_output_passes_the_example_gx_suite_and_skewed_input_fails() -> None:
+    import pandas as pd
+
+    from tasks.gates import gx
+
+    mix = {"easy": 0.3, "medium": 0.4, "hard": 0.3}
+    rows = [{"id": f"e{i}", "difficulty": "easy"} for i in range(500)]
+    rows += [{"id": f"m{i}", "difficulty": "medium"} for i in range(100)]
+    rows += [{"id": f"h{i}", "difficulty": "hard"} for i in range(90)]
+    skewed = pd.DataFrame(rows)
+    assert not gx.validate(skewed, "curation.balance").success
+    config = ClassBalanceConfig(column="difficulty", target=mix)
+    kept = [row for kind, row in class_balance(iter(rows), config, CTX) if kind == "kept"]
+    # medium (100 rows at 40%) limits the output to 250 rows
+    assert Counter(r["difficulty"] for r in kept) == {"easy": 75, "medium": 100, "hard": 75}
+    result = gx.validate(pd.DataFrame(kept), "curation.balance")
+    assert result.success, result.failures

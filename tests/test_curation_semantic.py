@@ -189,3 +189,11 @@ def test_real_minilm_model_collapses_paraphrases() -> None:
     # sentence-transformers' all-MiniLM-L6-v2 gives 0.7554 for this pair
     assert float(vectors[0] @ vectors[1]) == pytest.approx(0.755, abs=0.01)
     assert time.monotonic() - started < 30
+
+
+def test_config_needs_a_field() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs field or fields"):
+        SemanticDedupConfig()
+    assert SemanticDedupConfig(field="a", fields=["b"]).text_fields() == ["a", "b"]

@@ -165,3 +165,26 @@ def test_shipped_examples_pass_winnow_verify_python() -> None:
     verdicts = [json.loads(line) for line in result.stdout.splitlines()]
     assert [v["id"] for v in verdicts] == [r["id"] for r in rows]
     assert all(v["passed"] for v in verdicts), verdicts
+
+
+FENCE = "```"
+
+
+def test_php_asserts_left_in_the_solution_block_become_the_tests() -> None:
+    solution = "<?php\nfunction f(int $x): int { return $x; }\n"
+    asserts = "// Tests\nassert(f(1) === 1);\nassert(f(2) === 2);\n"
+    text = (
+        f"{FENCE}php\n{solution}\n{asserts}{FENCE}\n\n"
+        f"{FENCE}php\n<?php\n// No additional tests needed\n{FENCE}"
+    )
+    code = split_solution_and_tests(text, "php")
+    assert (code.solution, code.tests) == (solution, asserts)
+    # A second block with more assertions wins; the two are never added up.
+    richer = "assert(f(1) === 1);\nassert(f(2) === 2);\nassert(f(3) === 3);\n"
+    code = split_solution_and_tests(
+        f"{FENCE}php\n{solution}\n{asserts}{FENCE}\n{FENCE}php\n{richer}{FENCE}", "php"
+    )
+    assert (code.solution, code.tests) == (solution, richer)
+    # Python answers keep the old behaviour: first block, second block.
+    py = split_solution_and_tests(f"{FENCE}python\nx = 1\nassert x\n{FENCE}\n{FENCE}\ny\n{FENCE}")
+    assert (py.solution, py.tests) == ("x = 1\nassert x\n", "y\n")

@@ -71,11 +71,12 @@ def script() -> Script:
         Rule(pattern=r"Question: \[P2-factual\]", replies=["It is fed once a day."]),
         Rule(pattern=r"Question: \[P2-multi_hop\]", replies=["The context does not say."]),
         Rule(pattern=r"Question: \[P2-unanswerable\]", replies=["It must be kept at 24 °C."]),
-        # questions, by passage and kind
+        # questions, by passage and kind; P2's numeric question repeats its factual one
+        Rule(pattern=r"\[P2\].*Write one numeric question", replies=[question("P2-factual")]),
         *[
-            Rule(pattern=rf"\[{p}\].*Write one {kind.replace('_', '-')} question", replies=[question(f"{p}-{kind}")])
+            Rule(pattern=rf"\[{p}\].*one {k.replace('_', '-')} ", replies=[question(f"{p}-{k}")])
             for p in ("P1", "P2")
-            for kind in ("factual", "multi_hop", "numeric", "unanswerable")
+            for k in ("factual", "multi_hop", "numeric", "unanswerable")
         ],
     ]  # fmt: skip
     return Script(models=["test-model", "claude-haiku-4-5"], rules=rules)
@@ -195,7 +196,7 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
     assert summary["kept"] == 3
     # 8 questions + 7 answers + 5 × 3 judge votes, each sent once
     assert funnel["llm_calls"] == 8 + 7 + 15
-    assert not server.stats.duplicates()
+    assert server.stats.chat_requests == 8 + 7 + 15  # J votes differ by seed only
 
     before = server.stats.chat_requests
     again = rag_qa(p)
@@ -213,7 +214,8 @@ def test_batch_mode_through_both_batch_apis(tmp_path, monkeypatch, prefect_harne
     monkeypatch.setenv("OPENAI_API_KEY", "k")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     gen_behaviour = BatchBehaviour(polls_before_done=2, fail_pattern=r"\[P1\].*Write one numeric")
-    judge_behaviour = BatchBehaviour(expire_pattern=JUDGE + r"\[P2-factual\]")
+    # the 3 votes carry the same messages (they differ by seed): the double counts 3
+    judge_behaviour = BatchBehaviour(expire_pattern=JUDGE + r"\[P2-factual\]", expire_times=3)
     with (
         OpenAIBatchServer(script(), gen_behaviour) as gen,
         AnthropicBatchServer(script(), judge_behaviour) as judge,
@@ -237,7 +239,7 @@ def test_batch_mode_through_both_batch_apis(tmp_path, monkeypatch, prefect_harne
         journal = Journal()
         entries = journal._all()
         journal.close()
-        assert len(entries) == 8 + 1 + 7 + 15 + 0  # + the failed question, answered later
+        assert len(entries) == 8 + 7 + 15  # a failed request is not journaled
         assert all(e.batch for e in entries)
         rag_qa(p)  # a re-run: nothing submitted again
         assert gen.batch.batch_stats.batches_created == 3

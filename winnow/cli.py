@@ -12,7 +12,16 @@ from winnow import prefect_env
 
 prefect_env.apply()
 
-from winnow.commands import adherence, curate, generate, model, run, runs, verify  # noqa: E402
+from winnow.commands import (  # noqa: E402
+    adherence,
+    curate,
+    generate,
+    model,
+    rounds,
+    run,
+    runs,
+    verify,
+)
 
 app = typer.Typer(
     name="winnow",
@@ -29,6 +38,7 @@ runs.register(app)
 run.register(app)
 curate.register(app)
 adherence.register(app)
+rounds.register(app)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
         else:
             raise ExtractError("no code block in the answer")
     if len(blocks) >= 2:
+        if language == "php":
+            return _php_two_blocks(blocks[0], blocks[1])
         return Extracted(solution=blocks[0].rstrip() + "\n", tests=blocks[1].rstrip() + "\n")
     block = blocks[0]
     match = _TEST_START[language].search(block)
@@ -62,6 +64,19 @@ def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
     solution, tests = block[: match.start()], block[match.start() :]
     if not solution.strip():
         raise ExtractError("the answer has tests but no solution")
+    return Extracted(solution=solution.rstrip() + "\n", tests=tests.rstrip() + "\n")
+
+
+def _php_two_blocks(first: str, second: str) -> Extracted:
+    """Small models often end the PHP solution block with its asserts and put something
+    else (a comment, a harness) in the second block. Asserts left in the solution would
+    run but not count as tests, so they move out; the tests are then whichever of the two
+    holds more assertions (never both: a test set counted twice would look stronger)."""
+    match = _TEST_START["php"].search(first)
+    if not match or match.start() == 0 or not count_assertions(first[match.start() :], "php"):
+        return Extracted(solution=first.rstrip() + "\n", tests=second.rstrip() + "\n")
+    solution, moved = first[: match.start()], first[match.start() :]
+    tests = second if count_assertions(second, "php") > count_assertions(moved, "php") else moved
     return Extracted(solution=solution.rstrip() + "\n", tests=tests.rstrip() + "\n")
 
 

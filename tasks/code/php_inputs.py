@@ -48,10 +48,10 @@ def resolve_source(source: str) -> Path:
     if not path.exists() and not path.is_absolute() and (SOURCE_ROOT / path).exists():
         path = SOURCE_ROOT / path
     if path.is_file():
-        return path
+        return path.resolve()
     if path.is_dir():
         if (path / "dataset.jsonl").is_file():
-            return path / "dataset.jsonl"
+            return (path / "dataset.jsonl").resolve()
         raise InputError(f"{path} has no dataset.jsonl")
     from tasks.store.catalog import Catalog
 

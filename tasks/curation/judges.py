@@ -1,6 +1,7 @@
 """Judge committee: several judges (providers and models may differ) score each row; the
-committee keeps it by majority vote or by mean score. Every vote stays in the row's
-``committee`` field (or ``output_field``), so disagreement can be studied later.
+committee keeps it by majority vote (more than half of the valid votes say keep; a tie
+rejects) or by mean score. Every vote stays in the row's ``committee`` field (or
+``output_field``), so disagreement can be studied later.
 
 Each judge answers through ``client_for(spec).complete_json`` (journaled, retried,
 rate-limited per endpoint); judges run in parallel threads. A judge whose answer never

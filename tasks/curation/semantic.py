@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from tasks.curation.common import Spool, get_path, number, rejection, text_of
 from tasks.stage import GlobalStage, StageContext
@@ -38,37 +38,44 @@ class SemanticDedupConfig(BaseModel):
     score_field: str | None = Field(None, description="quality score, dotted (judge.score)")
     difficulty_field: str | None = Field(None, description="multiplies the score when set")
     block_size: int = Field(1024, ge=1, description="sorted rows compared per step")
-    kept_chunk: int = Field(16384, ge=1, description="kept rows per matrix product")
+    kept_chunk: int = Field(8192, ge=1, description="kept rows per matrix product")
     embed_batch: int = Field(1024, ge=1, description="rows read before each embedding call")
     dtype: Literal["float32", "float16"] = "float32"
     threads: int = Field(0, ge=0, description="onnxruntime threads (0: one per core)")
 
-    def text_fields(self) -> list[str]:
-        names = ([self.field] if self.field else []) + list(self.fields)
-        if not names:
+    @model_validator(mode="after")
+    def _some_field(self) -> SemanticDedupConfig:
+        if not self.field and not self.fields:
             raise ValueError("SemanticDedupConfig needs field or fields")
-        return names
+        return self
+
+    def text_fields(self) -> list[str]:
+        return ([self.field] if self.field else []) + list(self.fields)
 
 
-class _Growing:
-    """A float matrix that grows by doubling (amortised O(1) appends, no list of rows)."""
+class _Chunks:
+    """Embeddings as they come, in chunks; ``stack`` frees each chunk as it copies it, so
+    the peak is one full matrix plus one chunk, not two matrices as with doubling."""
 
-    def __init__(self, dim: int, dtype: Any, capacity: int = 4096) -> None:
-        self.data = np.empty((capacity, dim), dtype=dtype)
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+        self.chunks: list[np.ndarray] = []
         self.n = 0
 
-    def extend(self, block: np.ndarray) -> None:
-        need = self.n + len(block)
-        if need > len(self.data):
-            grown = np.empty((max(need, 2 * len(self.data)), self.data.shape[1]), self.data.dtype)
-            grown[: self.n] = self.data[: self.n]
-            self.data = grown
-        self.data[self.n : need] = block
-        self.n = need
+    def append(self, block: np.ndarray) -> None:
+        self.chunks.append(block.astype(self.dtype, copy=False))
+        self.n += len(block)
 
-    @property
-    def view(self) -> np.ndarray:
-        return self.data[: self.n]
+    def stack(self) -> np.ndarray:
+        dim = self.chunks[0].shape[1]
+        out = np.empty((self.n, dim), dtype=self.dtype)
+        at = 0
+        self.chunks.reverse()
+        while self.chunks:
+            chunk = self.chunks.pop()
+            out[at : at + len(chunk)] = chunk
+            at += len(chunk)
+        return out
 
 
 def _sort_key(row: dict[str, Any], config: SemanticDedupConfig) -> float:
@@ -98,7 +105,7 @@ def greedy_select(
     order: np.ndarray,
     threshold: float,
     block_size: int = 1024,
-    kept_chunk: int = 16384,
+    kept_chunk: int = 8192,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Visit rows in ``order``; keep one if its cosine to every kept row is < threshold.
 
@@ -108,16 +115,22 @@ def greedy_select(
     n, dim = embeddings.shape
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, -np.inf, dtype=np.float32)
-    kept = _Growing(dim, np.float32)
+    # Sized for the worst case (all kept) but untouched pages cost no memory: the
+    # resident part grows with the rows actually kept, and nothing is ever copied.
+    kept = np.empty((n, dim), dtype=np.float32)
+    n_kept = 0
     kept_index: list[int] = []  # row index of each kept vector
+    buffer = np.empty(min(block_size, n) * min(kept_chunk, n), dtype=np.float32)
     for start in range(0, n, block_size):
         block = order[start : start + block_size]
         x = np.ascontiguousarray(embeddings[block], dtype=np.float32)
         best = np.full(len(block), -np.inf, dtype=np.float32)
         best_at = np.full(len(block), -1, dtype=np.int64)
-        k = kept.view
-        for c in range(0, len(k), kept_chunk):
-            sims = x @ k[c : c + kept_chunk].T
+        for c in range(0, n_kept, kept_chunk):
+            part = kept[c : min(c + kept_chunk, n_kept)]
+            # one reused buffer: a fresh 32 MB product per chunk fragments the heap
+            sims = buffer[: len(block) * len(part)].reshape(len(block), len(part))
+            np.matmul(x, part.T, out=sims)
             at = sims.argmax(axis=1)
             top = sims[np.arange(len(block)), at]
             better = top > best
@@ -143,7 +156,8 @@ def greedy_select(
         duplicate_of[rows_dup] = np.asarray(kept_index, dtype=np.int64)[best_at[dup]]
         similarity[rows_dup] = best[dup]
         kept_here = np.flatnonzero(keep)
-        kept.extend(x[kept_here])
+        kept[n_kept : n_kept + len(kept_here)] = x[kept_here]
+        n_kept += len(kept_here)
         kept_index.extend(block[kept_here].tolist())
     return duplicate_of, similarity
 
@@ -163,20 +177,15 @@ def semantic_dedup_fn(
             model: Embedder = shared_embedder(threads=config.threads)
         else:
             model = embedder(config)
-        vectors: _Growing | None = None
+        vectors: _Chunks = _Chunks(config.dtype)
         ids: list[str] = []
         keys: list[float] = []
         pending: list[str] = []
 
         def flush() -> None:
-            nonlocal vectors
-            if not pending:
-                return
-            block = model.embed(pending)
-            if vectors is None:
-                vectors = _Growing(block.shape[1], np.dtype(config.dtype))
-            vectors.extend(block.astype(config.dtype, copy=False))
-            pending.clear()
+            if pending:
+                vectors.append(model.embed(pending))
+                pending.clear()
 
         with Spool() as spool:
             for row in rows:
@@ -187,13 +196,14 @@ def semantic_dedup_fn(
                 if len(pending) >= config.embed_batch:
                     flush()
             flush()
-            if vectors is None:
+            if vectors.n == 0:
                 return
+            embeddings = vectors.stack()
             order = quality_order(np.asarray(keys, dtype=np.float64))
             duplicate_of, similarity = greedy_select(
-                vectors.view, order, config.threshold, config.block_size, config.kept_chunk
+                embeddings, order, config.threshold, config.block_size, config.kept_chunk
             )
-            del vectors
+            del embeddings
             for i, row in enumerate(spool):
                 d = int(duplicate_of[i])
                 if d < 0:

@@ -16,10 +16,10 @@ expectations: a gate never passes a stage it could not look at).
 from __future__ import annotations
 
 import logging
-import warnings
 import math
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field

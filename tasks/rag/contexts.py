@@ -95,32 +95,39 @@ def _tail(units: list[str], overlap: int) -> list[str]:
 
 
 def load_documents(path: str | Path) -> Iterator[tuple[str, str]]:
-    """(source, text) pairs from a folder of .txt/.md files (recursively, sorted), a
-    single such file, or a JSON Lines file whose rows have ``text`` (and optionally
-    ``source`` or ``id``)."""
+    """(source, text) pairs from a folder of .txt/.md/.jsonl files (recursively, sorted),
+    a single such file; JSON Lines rows have ``text`` (and optionally ``source`` or
+    ``id``)."""
     root = Path(path)
     if not root.exists():
         raise DocumentError(f"documents not found: {root}")
     if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in DOC_SUFFIXES)
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (*DOC_SUFFIXES, ".jsonl"))
         if not files:
-            raise DocumentError(f"no .txt or .md files under {root}")
+            raise DocumentError(f"no .txt, .md or .jsonl files under {root}")
         for f in files:
-            yield str(f.relative_to(root)), f.read_text(errors="replace")
+            if f.suffix.lower() == ".jsonl":
+                yield from _jsonl_documents(f)
+            else:
+                yield str(f.relative_to(root)), f.read_text(errors="replace")
     elif root.suffix.lower() in (".jsonl", ".json"):
-        for n, line in enumerate(root.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text = row["text"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DocumentError(f"{root}:{n}: expected a JSON object with 'text'") from exc
-            yield str(row.get("source") or row.get("id") or f"{root.name}:{n}"), str(text)
+        yield from _jsonl_documents(root)
     elif root.suffix.lower() in DOC_SUFFIXES:
         yield root.name, root.read_text(errors="replace")
     else:
         raise DocumentError(f"unsupported documents {root}: a folder, .txt, .md or .jsonl")
+
+
+def _jsonl_documents(path: Path) -> Iterator[tuple[str, str]]:
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text = row["text"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DocumentError(f"{path}:{n}: expected a JSON object with 'text'") from exc
+        yield str(row.get("source") or row.get("id") or f"{path.name}:{n}"), str(text)
 
 
 def document_passages(

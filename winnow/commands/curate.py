@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, TextIO
 
 import typer
 
+from tasks.curation.balance import label
 from winnow.console import err, fail
 
 
@@ -184,10 +186,15 @@ def curate(
         strip_comments=strip_comments,
     )
     counts = {"in": 0, "kept": 0, "rejected": 0}
+    classes_in: Counter[str] = Counter()
+    classes_out: Counter[str] = Counter()
+    column = field[0] if step is Step.balance else None
 
     def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
             counts["in"] += 1
+            if column:
+                classes_in[label(row, column)] += 1
             yield row
 
     sink = rejected.open("w", encoding="utf-8") if rejected else None
@@ -195,6 +202,8 @@ def curate(
         for kind, row in run_step(fn, config, whole, counted(_read_rows(sys.stdin)), step.value):
             counts[kind] += 1
             if kind == "kept":
+                if column:
+                    classes_out[label(row, column)] += 1
                 sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
             elif sink is not None:
                 line = {
@@ -206,12 +215,35 @@ def curate(
         if sink is not None:
             sink.close()
     sys.stdout.flush()
+    if column:
+        _print_distribution(column, classes_in, classes_out, getattr(config, "target", None))
     where = f" → {rejected}" if rejected else " (not saved: pass --rejected FILE)"
     err.print(
         f"{step.value}: {counts['in']} in, {counts['kept']} kept, "
         f"{counts['rejected']} rejected{where}",
         highlight=False,
     )
+
+
+def _print_distribution(
+    column: str, before: Counter[str], after: Counter[str], target: dict[str, float] | None
+) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Distribution of {column}", title_justify="left")
+    for name in ("class", "in", "share in", "kept", "share kept", "target"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    n_in, n_out = sum(before.values()) or 1, sum(after.values()) or 1
+    for name in sorted(set(before) | set(target or {}), key=lambda k: (-before[k], k)):
+        table.add_row(
+            name,
+            str(before[name]),
+            f"{before[name] / n_in:.1%}",
+            str(after[name]),
+            f"{after[name] / n_out:.1%}",
+            "" if target is None else f"{target.get(name, 0.0):.1%}",
+        )
+    err.print(table)
 
 
 def register(app: typer.Typer) -> None:
