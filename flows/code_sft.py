@@ -9,6 +9,7 @@ from prefect import flow
 
 from tasks.code.sft import CodeSFTParams, plan, publish_code_sft
 from tasks.code.stages import EXECUTE, JUDGE, PROBLEMS, SOLUTIONS, STATIC
+from tasks.curation.optional import curate
 from tasks.dedup import exact_dedup_stage
 from tasks.pipeline import Run
 from tasks.stage import write_input_shards
@@ -29,7 +30,10 @@ def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa
         executed = run.stage(EXECUTE, static.kept, p.execute)
         run.gate(executed, "code_sft.executed")
         judged = run.stage(JUDGE, executed.kept, p.judge)
-        final = run.global_stage(exact_dedup_stage("dedup"), judged.kept, p.dedup)
+        unique_final = run.global_stage(exact_dedup_stage("dedup"), judged.kept, p.dedup)
+        # optional, by parameter: contamination check, near-duplicate and semantic dedup
+        curated = curate(run, unique_final, p.curation)
+        final = curated[-1] if curated else unique_final
         run.gate(final, "code_sft.kept")
-        stages = [problems, unique, candidates, static, executed, judged, final]
+        stages = [problems, unique, candidates, static, executed, judged, unique_final, *curated]
         return publish_code_sft(run, params.out, final, stages)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from tasks.clients import client_for
 from tasks.code.sft_inputs import load_snippets, load_topics, seed_rows
 from tasks.code.stages import ExecuteConfig, JudgeConfig, SolutionsConfig, StaticConfig
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
 from tasks.dedup import ExactDedupConfig
 from tasks.gates.suites import check_suites
 from tasks.generation import LLMConfig, llm_config
@@ -26,7 +27,7 @@ SUITES = ["code_sft.problems", "code_sft.solutions", "code_sft.executed", "code_
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2, "n_solutions": 2, "max_revision_rounds": 1}
 
 
-class CodeSFTParams(BaseModel):
+class CodeSFTParams(CurationParams):
     """Parameters of the code SFT recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/code-sft", description="output directory (published atomically)")
@@ -84,6 +85,7 @@ class Plan(BaseModel):
     execute: ExecuteConfig
     judge: JudgeConfig
     dedup: ExactDedupConfig
+    curation: CurationPlan
 
 
 def plan(params: CodeSFTParams) -> Plan:
@@ -127,6 +129,12 @@ def plan(params: CodeSFTParams) -> Plan:
             llm=llm_config(judge, "code_sft/judge"), min_score=params.min_judge_score
         ),
         dedup=ExactDedupConfig(fields=["problem", "solution"], strip_comments=True),
+        curation=plan_curation(
+            params,
+            fields=["problem", "solution"],
+            semantic_field="problem",
+            score_field="judge.score",
+        ),
     )
 
 

@@ -1,0 +1,68 @@
+"""Curation steps a recipe turns on with parameters: contamination, near-dup, semantic dedup.
+
+A recipe mixes ``CurationParams`` into its parameters, builds a ``CurationPlan`` in its
+plan (so a missing eval folder is reported before any request), and calls ``curate`` on
+its final output: one line in the flow, each step recorded in the funnel like any other.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tasks.curation.contamination import ContaminationConfig, contamination_stage
+from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup_stage
+from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
+from tasks.pipeline import Run
+from tasks.stage import StageOutput
+
+
+class CurationParams(BaseModel):
+    contamination_against: str | None = Field(
+        None, description="folder of eval sets: drop rows sharing a 13-gram with them"
+    )
+    near_dup_threshold: float | None = Field(
+        None, gt=0, le=1, description="MinHash Jaccard at which a row is a near-duplicate (off)"
+    )
+    semantic_dedup_threshold: float | None = Field(
+        None, gt=0, le=1, description="MiniLM cosine at which a row is a semantic duplicate (off)"
+    )
+
+
+class CurationPlan(BaseModel):
+    contamination: ContaminationConfig | None = None
+    near_dup: MinHashDedupConfig | None = None
+    semantic: SemanticDedupConfig | None = None
+
+
+def plan_curation(
+    params: CurationParams, fields: list[str], semantic_field: str, score_field: str | None
+) -> CurationPlan:
+    return CurationPlan(
+        contamination=ContaminationConfig(fields=fields, against=params.contamination_against)
+        if params.contamination_against
+        else None,
+        near_dup=MinHashDedupConfig(fields=fields, threshold=params.near_dup_threshold)
+        if params.near_dup_threshold
+        else None,
+        semantic=SemanticDedupConfig(
+            field=semantic_field, threshold=params.semantic_dedup_threshold, score_field=score_field
+        )
+        if params.semantic_dedup_threshold
+        else None,
+    )
+
+
+def curate(run: Run, output: StageOutput, plan: CurationPlan) -> list[StageOutput]:
+    """Run the steps that are on, in order; returns their outputs (empty when all are off)."""
+    steps: list[StageOutput] = []
+    current = output
+    if plan.contamination:
+        current = run.stage(contamination_stage(), current.kept, plan.contamination)
+        steps.append(current)
+    if plan.near_dup:
+        current = run.global_stage(minhash_dedup_stage(), current.kept, plan.near_dup)
+        steps.append(current)
+    if plan.semantic:
+        current = run.global_stage(semantic_dedup_stage(), current.kept, plan.semantic)
+        steps.append(current)
+    return steps
