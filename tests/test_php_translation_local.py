@@ -16,16 +16,20 @@ from tasks.code.php_translation import PHPTranslationParams
 from tasks.sandbox.select import get_sandbox
 from tasks.verify import Case, verify_cases
 
+N_ROWS = 3  # of the 4 shipped examples: enough for every path to be likely, and tiny
+
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)  # ~5 min on 2 idle cores; far more on a busy machine
 def test_php_translation_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None:
     from flows.php_translation import php_translation
 
     params = PHPTranslationParams(
         source=str(DEFAULT_SOURCE),
+        limit=N_ROWS,
         out=str(tmp_path / "out"),
         max_revision_rounds=1,
-        max_tokens=400,
+        max_tokens=300,
         sandbox="bwrap",
     )
     started = time.monotonic()
@@ -35,7 +39,7 @@ def test_php_translation_on_the_embedded_model(tmp_path: Path, prefect_harness) 
     funnel = json.loads((out / "funnel.json").read_text())
     print(json.dumps({"wall_s": round(seconds), **funnel}, indent=1))  # for the run's report
 
-    n_rows = len(DEFAULT_SOURCE.read_text().splitlines())
+    n_rows = N_ROWS
     assert [s["stage"] for s in funnel["stages"]] == [
         "python_check", "translate", "execute", "coverage", "faithfulness",
     ]  # fmt: skip

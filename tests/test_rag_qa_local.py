@@ -13,6 +13,7 @@ from tasks.rag.recipe import SMALL_LOCAL_DEFAULTS, RAGQAParams
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # ~3 min on 2 free cores; far more on a shared machine
 def test_rag_qa_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None:
     from flows.rag_qa import rag_qa
 

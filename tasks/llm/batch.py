@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -265,8 +265,30 @@ def _run_job(
         log.info("batch %s: submitted %s with %d request(s)", label, batch_id, len(items))
     else:
         log.info("batch %s: resuming %s (submitted %s)", label, state.batch_id, state.submitted_at)
-    _wait(adapter, state.batch_id, settings, sleep)
+    _waiter(label, state.batch_id)(adapter, state.batch_id, settings, sleep)
     return state, adapter.results(state.batch_id)
+
+
+_WAIT_TASK: Any = None
+
+
+def _waiter(label: str, batch_id: str) -> Callable[..., None]:
+    """``_wait`` as a Prefect task run (``batch-wait[stage:id]`` in the UI) when called
+    inside a flow, else plainly. Resuming does not rely on Prefect: the batch id is in
+    the job's state file, so a retried task or a new flow run finds it either way."""
+    global _WAIT_TASK
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return _wait
+    if _WAIT_TASK is None:
+        from prefect import task
+        from prefect.cache_policies import NO_CACHE
+
+        _WAIT_TASK = task(
+            name="llm-batch-wait", cache_policy=NO_CACHE, persist_result=False, log_prints=False
+        )(_wait)
+    return _WAIT_TASK.with_options(task_run_name=f"batch-wait[{label}:{batch_id}]")
 
 
 def _wait(

@@ -46,7 +46,7 @@ class RAGQAParams(BaseModel):
     judge_base_url: str | None = Field(None, description="judge server URL")
     documents: str | None = Field(
         None,
-        description="folder of .txt/.md, a .txt/.md file or a JSON Lines file with 'text' "
+        description="folder of .txt/.md/.jsonl, one such file (JSON Lines rows have 'text') "
         "(default: examples/rag unless topics are given)",
     )
     topics: list[str] | str | None = Field(
@@ -56,9 +56,9 @@ class RAGQAParams(BaseModel):
     max_passages: int | None = Field(None, ge=1, description="cap on document passages")
     chunk_words: int = Field(180, ge=20, le=4000, description="words per passage (at most)")
     chunk_overlap: int = Field(30, ge=0, le=2000, description="words shared between passages")
-    questions_per_passage: int = Field(4, ge=1, le=64)
+    questions_per_passage: int = Field(4, ge=1, le=64, description="questions per passage")
     question_mix: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_MIX),
+        dict(DEFAULT_MIX),
         description="weights of question kinds: factual, multi_hop, numeric, unanswerable",
     )
     mix_tolerance: float = Field(
