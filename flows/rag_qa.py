@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.curation.optional import curate
 from tasks.pipeline import Run
 from tasks.rag.recipe import RAGQAParams, mix_gate, plan, publish_rag_qa
 from tasks.rag.stages import ADHERENCE, ANSWERS, FILTER, PASSAGES, QUESTIONS
@@ -26,7 +27,10 @@ def rag_qa(params: RAGQAParams = RAGQAParams()) -> dict[str, Any]:  # noqa: B008
         run.gate(answers, "rag_qa.answers")
         scored = run.stage(ADHERENCE, answers.kept, p.adherence)
         run.gate(scored, "rag_qa.scored")
-        final = run.stage(FILTER, scored.kept, p.filter)
+        filtered = run.stage(FILTER, scored.kept, p.filter)
+        # optional, by parameter: contamination check, near-duplicate and semantic dedup
+        curated = curate(run, filtered, p.curation)
+        final = curated[-1] if curated else filtered
         mix_gate(run, final, "rag_qa.kept", p.mix, params.mix_tolerance)
-        stages = [passages, questions, answers, scored, final]
+        stages = [passages, questions, answers, scored, filtered, *curated]
         return publish_rag_qa(run, params.out, final, stages, params.threshold)

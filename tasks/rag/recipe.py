@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from tasks.clients import client_for
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
 from tasks.gates.suites import ExpectationSpec, SuiteSpec, check_suites, load_suite
 from tasks.generation import LLMConfig, llm_config, load_pinned
 from tasks.llm.base import ConfigError, ProviderKind, ProviderSpec
@@ -33,7 +34,7 @@ SUITES = ["rag_qa.questions", "rag_qa.answers", "rag_qa.scored", "rag_qa.kept"]
 SMALL_LOCAL_DEFAULTS = {"max_passages": 1, "questions_per_passage": 2, "judges": 3}
 
 
-class RAGQAParams(BaseModel):
+class RAGQAParams(CurationParams):
     """Parameters of the RAG QA recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/rag-qa", description="output directory (published atomically)")
@@ -113,6 +114,7 @@ class Plan(BaseModel):
     adherence: ChainPollConfig
     filter: FilterConfig
     mix: dict[str, float]
+    curation: CurationPlan
 
 
 def plan(params: RAGQAParams) -> Plan:
@@ -156,6 +158,12 @@ def plan(params: RAGQAParams) -> Plan:
         ),
         filter=FilterConfig(threshold=params.threshold),
         mix=check_mix(params.question_mix),
+        curation=plan_curation(
+            params,
+            fields=["question", "answer"],
+            semantic_field="question",
+            score_field="adherence",
+        ),
     )
 
 
