@@ -18,9 +18,9 @@ from tasks.code.php_stages import CoverageConfig, FaithfulnessConfig, PythonChec
 from tasks.code.stages import ExecuteConfig
 from tasks.gates.suites import check_suites
 from tasks.generation import LLMConfig, llm_config
-from tasks.llm.base import ProviderKind, ProviderSpec
 from tasks.pipeline import Run
 from tasks.publishing import publish_recipe
+from tasks.recipe_params import ProviderParams
 from tasks.sandbox.base import Limits, SandboxKind
 from tasks.stage import StageOutput
 
@@ -35,7 +35,7 @@ SUITES = [
 SMALL_LOCAL_DEFAULTS = {"max_revision_rounds": 1, "limit": 3, "max_tokens": 450}
 
 
-class PHPTranslationParams(BaseModel):
+class PHPTranslationParams(ProviderParams):
     """Parameters of the PHP translation recipe (the Prefect UI shows them as a form)."""
 
     source: str = Field(
@@ -44,15 +44,6 @@ class PHPTranslationParams(BaseModel):
     )
     limit: int | None = Field(None, ge=1, description="translate only the first N rows")
     out: str = Field("out/php-translation", description="output directory")
-    provider: ProviderKind = Field("local", description="translator provider")
-    model: str = Field("", description="translator model (empty: the provider's default)")
-    base_url: str | None = Field(None, description="translator server URL (openai-compatible)")
-    concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
-    judge_provider: ProviderKind | None = Field(
-        None, description="faithfulness judge provider (default: translator's)"
-    )
-    judge_model: str | None = Field(None, description="judge model (default: translator's)")
-    judge_base_url: str | None = Field(None, description="judge server URL")
     max_revision_rounds: int = Field(2, ge=0, le=10, description="revision rounds (K)")
     min_assertion_ratio: float = Field(
         1.0, ge=0, le=10, description="PHP assertions needed per Python assert"
@@ -66,24 +57,6 @@ class PHPTranslationParams(BaseModel):
     max_tokens: int = Field(700, ge=64, le=32768, description="per translation or revision")
     shard_size: int = Field(16, ge=1, le=100_000, description="records per task run")
     seed: int = Field(0, description="sampling seed")
-
-    def translator(self) -> ProviderSpec:
-        return ProviderSpec(
-            kind=self.provider,
-            model=self.model,
-            base_url=self.base_url,
-            max_concurrency=self.concurrency,
-        )
-
-    def judge(self) -> ProviderSpec:
-        if self.judge_provider is None and self.judge_model is None and self.judge_base_url is None:
-            return self.translator()
-        return ProviderSpec(
-            kind=self.judge_provider or self.provider,
-            model=self.model if self.judge_model is None else self.judge_model,
-            base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
-            max_concurrency=self.concurrency,
-        )
 
 
 class Plan(BaseModel):
@@ -106,7 +79,7 @@ def plan(params: PHPTranslationParams) -> Plan:
     n_rows = check_source(source, params.limit)
     check_suites(SUITES)
     get_sandbox(params.sandbox)
-    gen, judge = params.translator(), params.judge()
+    gen, judge = params.generator(), params.judge()
     for spec in {gen.model_dump_json(): gen, judge.model_dump_json(): judge}.values():
         client_for(spec).check()
     limits = Limits(wall_s=params.timeout_s, cpu_s=params.timeout_s, memory_mb=params.memory_mb)

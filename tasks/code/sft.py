@@ -14,9 +14,9 @@ from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
 from tasks.dedup import ExactDedupConfig
 from tasks.gates.suites import check_suites
 from tasks.generation import LLMConfig, llm_config
-from tasks.llm.base import ProviderKind, ProviderSpec
 from tasks.pipeline import Run
 from tasks.publishing import preference_pairs, publish_recipe
+from tasks.recipe_params import ProviderParams
 from tasks.sandbox.base import Limits, SandboxKind
 from tasks.stage import StageOutput
 
@@ -27,19 +27,10 @@ SUITES = ["code_sft.problems", "code_sft.solutions", "code_sft.executed", "code_
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2, "n_solutions": 2, "max_revision_rounds": 1}
 
 
-class CodeSFTParams(CurationParams):
+class CodeSFTParams(CurationParams, ProviderParams):
     """Parameters of the code SFT recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/code-sft", description="output directory (published atomically)")
-    provider: ProviderKind = Field("local", description="generator provider")
-    model: str = Field("", description="generator model (empty: the provider's default)")
-    base_url: str | None = Field(None, description="generator server URL (openai-compatible)")
-    concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
-    judge_provider: ProviderKind | None = Field(
-        None, description="judge provider (default: generator's)"
-    )
-    judge_model: str | None = Field(None, description="judge model (default: generator's)")
-    judge_base_url: str | None = Field(None, description="judge server URL")
     n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
     topics_file: str | None = Field(None, description="one topic per line (default: built-in list)")
     snippets: str | None = Field(
@@ -56,24 +47,6 @@ class CodeSFTParams(CurationParams):
     solution_max_tokens: int = Field(600, ge=64, le=32768)
     shard_size: int = Field(16, ge=1, le=100_000, description="records per task run")
     seed: int = Field(0, description="base sampling seed")
-
-    def generator(self) -> ProviderSpec:
-        return ProviderSpec(
-            kind=self.provider,
-            model=self.model,
-            base_url=self.base_url,
-            max_concurrency=self.concurrency,
-        )
-
-    def judge(self) -> ProviderSpec:
-        if self.judge_provider is None and self.judge_model is None and self.judge_base_url is None:
-            return self.generator()
-        return ProviderSpec(
-            kind=self.judge_provider or self.provider,
-            model=self.model if self.judge_model is None else self.judge_model,
-            base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
-            max_concurrency=self.concurrency,
-        )
 
 
 class Plan(BaseModel):

@@ -10,7 +10,7 @@ from tasks.clients import client_for
 from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
 from tasks.gates.suites import ExpectationSpec, SuiteSpec, check_suites, load_suite
 from tasks.generation import LLMConfig, llm_config, load_pinned
-from tasks.llm.base import ConfigError, ProviderKind, ProviderSpec
+from tasks.llm.base import ConfigError, ProviderSpec
 from tasks.llm.batch import BatchSettings, check_batch_support
 from tasks.pipeline import Run
 from tasks.publishing import publish_recipe
@@ -25,6 +25,7 @@ from tasks.rag.contexts import (
 )
 from tasks.rag.kinds import DEFAULT_MIX, check_mix, mix_tolerance
 from tasks.rag.stages import AnswersConfig, FilterConfig, PassagesConfig, QuestionsConfig
+from tasks.recipe_params import ProviderParams
 from tasks.stage import StageOutput
 
 SUITES = ["rag_qa.questions", "rag_qa.answers", "rag_qa.scored", "rag_qa.kept"]
@@ -34,17 +35,10 @@ SUITES = ["rag_qa.questions", "rag_qa.answers", "rag_qa.scored", "rag_qa.kept"]
 SMALL_LOCAL_DEFAULTS = {"max_passages": 1, "questions_per_passage": 2, "judges": 3}
 
 
-class RAGQAParams(CurationParams):
+class RAGQAParams(CurationParams, ProviderParams):
     """Parameters of the RAG QA recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/rag-qa", description="output directory (published atomically)")
-    provider: ProviderKind = Field("local", description="generator provider")
-    model: str = Field("", description="generator model (empty: the provider's default)")
-    base_url: str | None = Field(None, description="generator server URL")
-    concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
-    judge_provider: ProviderKind | None = Field(None, description="judge provider")
-    judge_model: str | None = Field(None, description="judge model (default: generator's)")
-    judge_base_url: str | None = Field(None, description="judge server URL")
     documents: str | None = Field(
         None,
         description="folder of .txt/.md/.jsonl, one such file (JSON Lines rows have 'text') "
@@ -79,22 +73,6 @@ class RAGQAParams(CurationParams):
     def _mix(cls, value: dict[str, float]) -> dict[str, float]:
         check_mix(value)
         return value
-
-    def generator(self) -> ProviderSpec:
-        return ProviderSpec(
-            kind=self.provider, model=self.model, base_url=self.base_url,
-            max_concurrency=self.concurrency,
-        )  # fmt: skip
-
-    def judge(self) -> ProviderSpec:
-        if self.judge_provider is None and self.judge_model is None and self.judge_base_url is None:
-            return self.generator()
-        return ProviderSpec(
-            kind=self.judge_provider or self.provider,
-            model=self.model if self.judge_model is None else self.judge_model,
-            base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
-            max_concurrency=self.concurrency,
-        )
 
     def batch_settings(self) -> BatchSettings | None:
         if not self.batch:

@@ -1,0 +1,39 @@
+"""Parameters every LLM recipe shares: the generator and the judge, each a provider and a
+model, the judge defaulting to the generator."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tasks.llm.base import ProviderKind, ProviderSpec
+
+
+class ProviderParams(BaseModel):
+    provider: ProviderKind = Field("local", description="generator provider")
+    model: str = Field("", description="generator model (empty: the provider's default)")
+    base_url: str | None = Field(None, description="generator server URL (openai-compatible)")
+    concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
+    judge_provider: ProviderKind | None = Field(
+        None, description="judge provider (default: the generator's)"
+    )
+    judge_model: str | None = Field(None, description="judge model (default: the generator's)")
+    judge_base_url: str | None = Field(None, description="judge server URL")
+
+    def generator(self) -> ProviderSpec:
+        return ProviderSpec(
+            kind=self.provider,
+            model=self.model,
+            base_url=self.base_url,
+            max_concurrency=self.concurrency,
+        )
+
+    def judge(self) -> ProviderSpec:
+        """The judge's spec: any judge_* field left unset falls back to the generator's."""
+        if self.judge_provider is None and self.judge_model is None and self.judge_base_url is None:
+            return self.generator()
+        return ProviderSpec(
+            kind=self.judge_provider or self.provider,
+            model=self.model if self.judge_model is None else self.judge_model,
+            base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
+            max_concurrency=self.concurrency,
+        )
