@@ -61,14 +61,14 @@ class LineReporter:
     def start(self, stage: str, total: int) -> None:
         with self._lock:
             self._done[stage], self._total[stage] = 0, total
-        err.print(f"[{stage}] started: {total} to do", highlight=False)
+        err.print(f"[{stage}] started: {total} to do", highlight=False, markup=False)
 
     def advance(self, stage: str, n: int = 1) -> None:
         with self._lock:
             self._done[stage] = self._done.get(stage, 0) + n
 
     def finish(self, stage: str) -> None:
-        err.print(f"[{stage}] done", highlight=False)
+        err.print(f"[{stage}] done", highlight=False, markup=False)
 
 
 @contextmanager
