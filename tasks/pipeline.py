@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import pandas as pd
@@ -24,6 +25,12 @@ from tasks.store.catalog import Catalog
 from tasks.store.shards import iter_shards, read_frame
 
 log = logging.getLogger("winnow")
+
+
+def _chunks(rows: Iterator[dict[str, Any]], size: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+    """Catalog writes in batches, so memory holds one batch, not a stage's rejections."""
+    while chunk := list(islice(rows, size)):
+        yield chunk
 
 
 def new_run_id(recipe: str) -> str:
@@ -95,7 +102,7 @@ class Run:
             n_rejected=row.n_rejected,
             shards=output.kept,
         )
-        rejections = [
+        rejections = (
             {
                 "stage": r.get("stage", output.stage),
                 "record_id": r.get("record_id", ""),
@@ -103,19 +110,21 @@ class Run:
                 "detail": r.get("detail") or {},
             }
             for r in output.rejected_rows()
-        ]
-        if rejections:
-            self.catalog.add_rejections(self.run_id, rejections)
-        calls = []
+        )
+        for chunk in _chunks(rejections):
+            self.catalog.add_rejections(self.run_id, chunk)
+        for chunk in _chunks(self._calls(output)):
+            self.catalog.add_llm_calls(self.run_id, chunk)
+
+    @staticmethod
+    def _calls(output: StageOutput) -> Iterator[dict[str, Any]]:
         for shard in output.shards:
             for c in iter_shards([shard.calls.path]):
                 c = dict(c, stage=output.stage)
                 if shard.reused:  # answered by an earlier run: nothing was paid now
                     c["cached"] = True
                     c["cost_usd"] = 0.0
-                calls.append(c)
-        if calls:
-            self.catalog.add_llm_calls(self.run_id, calls)
+                yield c
 
     def gate(self, output: StageOutput, suite: str | gx.SuiteSpec) -> gx.GateResult:
         """Validate a stage's kept rows with a GX suite (a name in ``expectations/``, or a

@@ -92,6 +92,15 @@ def preference_pairs(
         con.close()
 
 
+def revision_summary(out_dir: str, final: StageOutput, stages: list[StageOutput]) -> dict[str, Any]:
+    """Funnel figures of recipes with an execute-and-revise stage."""
+    executed = next(s for s in stages if s.stage == "execute")
+    revised = sum(
+        1 for r in final.kept_rows(columns=["revision_rounds"]) if r.get("revision_rounds")
+    )
+    return {"out": out_dir, "kept_needing_revision": revised, "passed_execution": executed.n_kept}
+
+
 def publish_recipe(
     run: Run,
     out_dir: str,

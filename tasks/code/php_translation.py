@@ -19,7 +19,7 @@ from tasks.code.stages import ExecuteConfig
 from tasks.gates.suites import check_suites
 from tasks.generation import LLMConfig, llm_config
 from tasks.pipeline import Run
-from tasks.publishing import publish_recipe
+from tasks.publishing import publish_recipe, revision_summary
 from tasks.recipe_params import ProviderParams
 from tasks.sandbox.base import Limits, SandboxKind
 from tasks.stage import StageOutput
@@ -151,19 +151,11 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
 def publish_php_translation(
     run: Run, out_dir: str, final: StageOutput, stages: list[StageOutput]
 ) -> dict[str, Any]:
-    executed = next(s for s in stages if s.stage == "execute")
-    revised = sum(
-        1 for r in final.kept_rows(columns=["revision_rounds"]) if r.get("revision_rounds")
-    )
     return publish_recipe(
         run,
         out_dir,
         final,
         stages,
         to_example,
-        summary={
-            "out": out_dir,
-            "kept_needing_revision": revised,
-            "passed_execution": executed.n_kept,
-        },
+        summary=revision_summary(out_dir, final, stages),
     )

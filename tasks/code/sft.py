@@ -15,7 +15,7 @@ from tasks.dedup import ExactDedupConfig
 from tasks.gates.suites import check_suites
 from tasks.generation import LLMConfig, llm_config
 from tasks.pipeline import Run
-from tasks.publishing import preference_pairs, publish_recipe
+from tasks.publishing import preference_pairs, publish_recipe, revision_summary
 from tasks.recipe_params import ProviderParams
 from tasks.sandbox.base import Limits, SandboxKind
 from tasks.stage import StageOutput
@@ -145,10 +145,6 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
 def publish_code_sft(
     run: Run, out_dir: str, final: StageOutput, stages: list[StageOutput]
 ) -> dict[str, Any]:
-    executed = next(s for s in stages if s.stage == "execute")
-    revised = sum(
-        1 for r in final.kept_rows(columns=["revision_rounds"]) if r.get("revision_rounds")
-    )
     return publish_recipe(
         run,
         out_dir,
@@ -156,9 +152,5 @@ def publish_code_sft(
         stages,
         to_example,
         extra={"preferences.jsonl": preference_pairs(final, stages)},
-        summary={
-            "out": out_dir,
-            "kept_needing_revision": revised,
-            "passed_execution": executed.n_kept,
-        },
+        summary=revision_summary(out_dir, final, stages),
     )
