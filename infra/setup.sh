@@ -47,11 +47,12 @@ fail() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # one bubblewrap runs generated Python with (a pyenv or venv Python is not inside the
 # sandbox). g++: builds llama-cpp-python.
 # For the test suite also docker.io and debootstrap: the Docker sandbox tests start a
-# private dockerd and build their image from Debian packages.
+# private dockerd and build their image from Debian packages; chromium: the Prefect UI test
+# drives Debian's browser with Playwright (never a browser download).
 required=(bubblewrap php-cli python3 g++ make)
 wanted=()
 if [[ "$purpose" == test ]]; then
-    wanted=(docker.io debootstrap)
+    wanted=(docker.io debootstrap chromium)
 fi
 
 missing_of() {
