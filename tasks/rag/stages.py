@@ -9,7 +9,6 @@ a provider's batch API (``batch`` in its config), with the same results.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from tasks.llm.batch import BatchSettings, complete
 from tasks.llm.structured import JsonResult, validate
 from tasks.rag.adherence import ChainPollConfig, score_rows
 from tasks.rag.contexts import passage_id
+from tasks.rag.grounding import abstains
 from tasks.rag.kinds import KIND_INSTRUCTIONS, kind_for
 from tasks.stage import Stage, StageContext, StageResult
 
@@ -186,19 +186,6 @@ def questions_batch(
 
 
 # --- 3. answers ----------------------------------------------------------------------------
-
-_ABSTAIN = re.compile(
-    r"\b(context|passage|text)\b[^.]{0,40}\b(does not|doesn't|do not|not)\b[^.]{0,30}"
-    r"\b(say|state|mention|contain|provide|specify|include|give)"
-    r"|\bnot (mentioned|stated|specified|provided|given) in the (context|passage|text)"
-    r"|\bno information\b",
-    re.IGNORECASE,
-)
-
-
-def abstains(answer: str) -> bool:
-    """Does the answer say the context does not contain the answer?"""
-    return bool(_ABSTAIN.search(answer))
 
 
 class AnswersConfig(BaseModel):
