@@ -231,3 +231,31 @@ def test_batched_json_answers_that_do_not_fit_are_re_asked_in_a_second_batch(
         assert sum(stats.batched.values()) == 3 + 2 + 1
     finally:
         server.stop()
+
+
+def test_a_batch_created_but_not_saved_is_found_not_paid_again(
+    monkeypatch, project_dir: Path
+) -> None:
+    """The process died between creating the batch and saving its id: OpenAI batches
+    carry the job in their metadata, so the restart finds and adopts the batch."""
+    from tasks.clients import client_for
+    from tasks.llm.batch import adapter_for, job_key
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    server = OpenAIBatchServer(SCRIPT, BatchBehaviour()).start()
+    try:
+        spec = ProviderSpec(kind="openai", model="test-model", base_url=server.base_url)
+        client = client_for(spec)
+        client.check()
+        requests = [req("say one"), req("say two")]
+        pending = {client.key(r): r for r in requests}
+        # what a killed run left behind: a batch on the server, no state file
+        job = job_key("t", client.name, client.model, list(pending))
+        orphan = adapter_for(client).submit(list(pending.items()), job, batches_dir())
+        assert not (batches_dir() / f"{job}.json").exists()
+        results = complete_many_batched(spec, requests, label="t", settings=FAST)
+        assert [r.text for r in results] == ["ok", "ok"]
+        assert server.batch.batch_stats.batches_created == 1  # the orphan, adopted
+        assert json.loads((batches_dir() / f"{job}.json").read_text())["batch_id"] == orphan
+    finally:
+        server.stop()

@@ -83,6 +83,11 @@ class BatchAdapter(Protocol):
 
     def status(self, batch_id: str) -> BatchStatus: ...
 
+    def find(self, job: str) -> str | None:
+        """The id of a batch already created for ``job``, if the API can tell: the
+        process may have died between creating the batch and saving its id."""
+        ...
+
     def results(self, batch_id: str) -> dict[str, Completion | BatchError]:
         """Every custom id the API reports on; a missing id counts as failed."""
         ...
@@ -249,6 +254,20 @@ def _run_job(
     submitted anew, as the next round."""
     job = job_key(label, client.name, client.model, list(pending))
     state = load_job(job)
+    if state is None and (found := _find(adapter, job)):
+        state = JobState(
+            job=job,
+            label=label,
+            provider=client.name,
+            model=client.model,
+            batch_id=found,
+            custom_ids=list(pending),
+            submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            round=round_,
+        )
+        save_job(state)
+        log.warning("batch %s: found %s, created before its id was saved; not resubmitting",
+                    label, found)  # fmt: skip
     if state is None or state.ended:
         items = list(pending.items())
         batch_id = adapter.submit(items, job, batches_dir())
@@ -268,6 +287,14 @@ def _run_job(
         log.info("batch %s: resuming %s (submitted %s)", label, state.batch_id, state.submitted_at)
     _waiter(label, state.batch_id)(adapter, state.batch_id, settings, sleep)
     return state, adapter.results(state.batch_id)
+
+
+def _find(adapter: BatchAdapter, job: str) -> str | None:
+    try:
+        return adapter.find(job)
+    except Exception as exc:  # a lookup that fails must not stop a fresh submission
+        log.info("batch: could not look for an unsaved batch of %s: %s", job, exc)
+        return None
 
 
 _WAIT_TASK: Any = None
