@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.clients import client_for
 from tasks.code.sft_inputs import load_topics, seed_rows
 from tasks.dedup import ExactDedupConfig
 from tasks.gates.suites import check_suites
@@ -75,9 +74,8 @@ def plan(params: MathParams) -> Plan:
     topics = load_topics(params.topics_file or str(prompts_dir() / "math_word_problems/topics.txt"))
     check_suites(SUITES)
     get_sandbox(params.sandbox)  # refuses to go on without a sandbox
+    params.check_providers()
     gen, judge = params.generator(), params.judge()
-    for spec in {gen.model_dump_json(): gen, judge.model_dump_json(): judge}.values():
-        client_for(spec).check()
     return Plan(
         seeds=_seeds(params, topics),
         problems=llm_config(

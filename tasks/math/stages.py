@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.clients import client_for
 from tasks.code.stages import short_hash
-from tasks.generation import LLMConfig, load_pinned, provenance
+from tasks.generation import LLMConfig, provenance
+from tasks.json_answers import ask_json
 from tasks.math.answers import parse_number, same_answer, show
 from tasks.sandbox.base import Limits, SandboxKind, Verdict
 from tasks.stage import Stage, StageContext, StageResult
@@ -38,18 +38,8 @@ class MathAnswer(BaseModel):
 
 
 def problems_batch(rows: list[dict[str, Any]], config: LLMConfig, ctx: StageContext) -> StageResult:
-    template = load_pinned(config)
-    client = client_for(config.provider)
-    requests = [template.request(row, params=config.params) for row in rows]
-    answers = client.complete_json(requests, MathAnswer, on_result=lambda *_: ctx.progress())
     out = StageResult()
-    for row, answer in zip(rows, answers, strict=True):
-        out.add_calls(answer.results, template.name, template.version)
-        if not answer.ok:
-            out.reject(
-                row, ctx.stage, f"malformed model answer: {answer.error}", {"raw": answer.raw}
-            )
-            continue
+    for row, answer in ask_json(rows, config, MathAnswer, ctx, out):
         value = MathAnswer(**answer.value)  # type: ignore[arg-type]
         problem = value.problem.strip()
         out.kept.append(
@@ -191,23 +181,10 @@ class JudgeAnswer(BaseModel):
 
 def judge_batch(rows: list[dict[str, Any]], config: LLMConfig, ctx: StageContext) -> StageResult:
     """Is the problem well-posed: one answer, every needed quantity given, realistic?"""
-    template = load_pinned(config)
-    client = client_for(config.provider)
-    requests = [template.request(row, params=config.params) for row in rows]
-    answers = client.complete_json(requests, JudgeAnswer, on_result=lambda *_: ctx.progress())
     out = StageResult()
-    for row, answer in zip(rows, answers, strict=True):
-        out.add_calls(answer.results, template.name, template.version)
-        if not answer.ok:
-            out.reject(
-                row, ctx.stage, f"judge answer malformed: {answer.error}", {"raw": answer.raw}
-            )
-            continue
+    for row, answer in ask_json(rows, config, JudgeAnswer, ctx, out, "judge answer malformed"):
         verdict = JudgeAnswer(**answer.value)  # type: ignore[arg-type]
-        judged = dict(
-            row,
-            judge={**verdict.model_dump(), "model": answer.results[-1].model},
-        )
+        judged = dict(row, judge={**verdict.model_dump(), "model": answer.results[-1].model})
         if verdict.well_posed == "yes":
             out.kept.append(judged)
         else:
