@@ -134,3 +134,35 @@ def test_answers_compare_within_the_tolerance() -> None:
 )
 def test_the_program_must_define_solve_without_arguments(source, ok) -> None:
     assert _defines(source, "solve") is ok
+
+
+def _ctx():
+    from tasks.stage import RunInfo, StageContext
+
+    return StageContext(run=RunInfo(run_id="r", recipe="math-word-problems"), stage="execute")
+
+
+@pytest.mark.slow
+def test_execution_outcomes_on_plain_rows() -> None:
+    """The execute stage without Prefect: a match, a loop stopped by the wall clock, a
+    program that prints its answer instead of returning it, a non-number, a tolerance."""
+    from tasks.math.stages import ExecuteConfig, execute_batch
+    from tasks.sandbox.base import Limits
+
+    def row(tag: str, program: str, stated: float) -> dict:
+        return {"id": tag, "program": program, "stated_answer": str(stated), "stated_value": stated}
+
+    rows = [
+        row("third", "def solve():\n    return 1 / 3\n", 0.3333333),
+        row("loop", "def solve():\n    while True:\n        pass\n", 1),
+        row("printer", "def solve():\n    print(12)\n", 12),
+        row("text", "def solve():\n    return 'twelve'\n", 12),
+    ]
+    config = ExecuteConfig(sandbox="bwrap", limits=Limits(wall_s=2, cpu_s=2), tolerance=1e-6)
+    result = execute_batch(rows, config, _ctx())
+    assert [r["id"] for r in result.kept] == ["third"]
+    assert result.kept[0]["computed_answer"] == pytest.approx(1 / 3)
+    reasons = {r["record_id"]: r["reason"] for r in result.rejected}
+    assert reasons["loop"].startswith("program timed out")
+    assert reasons["printer"] == "computed answer is not a number: None"
+    assert reasons["text"] == "computed answer is not a number: 'twelve'"
