@@ -30,6 +30,24 @@ class Scenario:
     kept: int
 
 
+def served_by(base_url: str, work: Path) -> dict[str, Any]:
+    """The parameters every scenario shares: the test server as an OpenAI-compatible
+    provider, and an output directory in the work directory."""
+    return {
+        "out": str(work / "out"),
+        "provider": "openai-compatible",
+        "model": "test-model",
+        "base_url": base_url,
+    }
+
+
+def topics_file(work: Path, topics: list[str]) -> str:
+    """A topics file (one a line) in the work directory; returns its path."""
+    path = work / "topics.txt"
+    path.write_text("\n".join(topics) + "\n")
+    return str(path)
+
+
 class NoScenario(LookupError):
     pass
 

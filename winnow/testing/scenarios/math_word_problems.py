@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from winnow.testing.llm_server import Rule, Script
-from winnow.testing.scenarios import Scenario
+from winnow.testing.scenarios import Scenario, served_by, topics_file
 
 TOPICS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
@@ -58,15 +58,10 @@ def script() -> Script:
 
 
 def params(work: Path, base_url: str) -> dict[str, Any]:
-    topics = work / "topics.txt"
-    topics.write_text("\n".join(TOPICS) + "\n")
     return {
-        "out": str(work / "out"),
-        "provider": "openai-compatible",
-        "model": "test-model",
-        "base_url": base_url,
+        **served_by(base_url, work),
         "n_problems": len(TOPICS),
-        "topics_file": str(topics),
+        "topics_file": topics_file(work, TOPICS),
         "difficulties": ["easy"],
         "sandbox": "bwrap",
         "shard_size": 3,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from winnow.testing.llm_server import Rule, Script
-from winnow.testing.scenarios import Scenario
+from winnow.testing.scenarios import Scenario, served_by
 
 NAMES = ["alpha", "beta"]
 
@@ -45,10 +45,7 @@ def params(work: Path, base_url: str) -> dict[str, Any]:
     source.write_text("".join(json.dumps(_row(n)) + "\n" for n in NAMES))
     return {
         "source": str(source),
-        "out": str(work / "out"),
-        "provider": "openai-compatible",
-        "model": "test-model",
-        "base_url": base_url,
+        **served_by(base_url, work),
         "max_revision_rounds": 0,
         "sandbox": "bwrap",
     }

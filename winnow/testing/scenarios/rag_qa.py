@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from winnow.testing.llm_server import Rule, Script
-from winnow.testing.scenarios import Scenario
+from winnow.testing.scenarios import Scenario, served_by
 
 PASSAGE = (
     "[P1] The Harbour Lighthouse of Vennmouth was completed in 1868 after four years of "
@@ -48,10 +48,7 @@ def params(work: Path, base_url: str) -> dict[str, Any]:
     docs.mkdir(exist_ok=True)
     (docs / "lighthouse.md").write_text(PASSAGE + "\n")
     return {
-        "out": str(work / "out"),
-        "provider": "openai-compatible",
-        "model": "test-model",
-        "base_url": base_url,
+        **served_by(base_url, work),
         "documents": str(docs),
         "questions_per_passage": 4,
         "judges": 1,
