@@ -37,3 +37,12 @@ class ProviderParams(BaseModel):
             base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
             max_concurrency=self.concurrency,
         )
+
+    def check_providers(self) -> None:
+        """Ask the generator's and the judge's provider (once when they are the same)
+        whether they answer, before any paid request."""
+        from tasks.clients import client_for
+
+        gen, judge = self.generator(), self.judge()
+        for spec in {gen.model_dump_json(): gen, judge.model_dump_json(): judge}.values():
+            client_for(spec).check()
