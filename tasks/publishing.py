@@ -15,6 +15,7 @@ import duckdb
 
 from tasks.pipeline import Run
 from tasks.stage import StageOutput
+from tasks.store import fsio
 from tasks.store.publish import publish
 
 
@@ -61,6 +62,7 @@ def preference_pairs(
     if not kept_files or not rej_files:
         return
     con = duckdb.connect()
+    fsio.register_with_duckdb(con, [*kept_files, *rej_files])  # shards behind a URL
     try:
         cursor = con.execute(
             f"""
