@@ -129,3 +129,46 @@ def test_an_unusable_storage_url_is_refused_before_any_work() -> None:
         fsio.check("nosuchscheme://bucket/prefix")
     fsio.check("memory://fine")
     fsio.check("/a/local/dir")
+
+
+def test_a_dataset_is_published_to_a_url_manifest_last(bucket: str) -> None:
+    import json
+
+    from tasks.store.publish_url import publish_to_url
+
+    fs, root = fsio.filesystem(bucket)
+    url = f"{bucket}/datasets/demo"
+    rows = [{"id": "a", "messages": []}, {"id": "b", "messages": []}]
+    files = publish_to_url(url, {"dataset.jsonl": rows, "old.json": {"v": 1}})
+    assert files["dataset.jsonl"].rows == 2
+    manifest = json.loads(fs.cat_file(f"{root}/datasets/demo/manifest.json"))
+    assert set(manifest["files"]) == {"dataset.jsonl", "old.json"}
+    text = fs.cat_file(f"{root}/datasets/demo/dataset.jsonl").decode()
+    assert [json.loads(line)["id"] for line in text.splitlines()] == ["a", "b"]
+
+    publish_to_url(url, {"dataset.jsonl": rows[:1], "funnel.json": {"kept": 1}})
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{root}/datasets/demo"))
+    assert names == ["dataset.jsonl", "funnel.json", "manifest.json"]  # old.json is gone
+    assert not list((project_dir() / ".winnow").glob(".publish-*"))  # staging cleaned up
+
+
+@pytest.mark.slow
+def test_a_recipe_keeps_shards_and_publishes_behind_urls(
+    tmp_path: Path, bucket: str, prefect_harness
+) -> None:
+    """The RAG QA recipe with storage and out both in memory://: gates, funnel, DuckDB and
+    the catalog all work from the URLs, and nothing lands in the local shard root."""
+    from flows.rag_qa import rag_qa
+    from tests.test_rag_qa_flow import check_outcome, params, script
+    from winnow.testing.llm_server import LLMTestServer
+
+    with LLMTestServer(script()) as server:
+        p = params(tmp_path, server.base_url, storage=bucket, out=f"{bucket}/out")
+        summary = rag_qa(p)
+    assert summary["kept"] == 3
+    fs, root = fsio.filesystem(bucket)
+    local = tmp_path / "downloaded"
+    fs.get(f"{root}/out/", str(local), recursive=True)
+    check_outcome(local)
+    assert fs.find(f"{root}/shards/adherence") and fs.find(f"{root}/inputs/rag-qa")
+    assert not (project_dir() / ".winnow" / "shards").exists()
