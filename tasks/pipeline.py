@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tasks.gates import gx
-from tasks.runners import make_task_runner, runtime_of
+from tasks.runners import make_task_runner, runtime_of, shared_api
 from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
 from tasks.store import fsio
 from tasks.store.catalog import Catalog
@@ -87,7 +87,9 @@ class Run:
 
     def stage(self, stage: Stage, shards: list[ShardRef], config: Any) -> StageOutput:
         """Run a stage over shards and record what went in, out, and why rows left."""
-        output = run_stage(stage, shards, config, self.info, self._started_runner(), self.location)
+        runner = self._started_runner()
+        with shared_api() if runner is not None else nullcontext():
+            output = run_stage(stage, shards, config, self.info, runner, self.location)
         self._record(output)
         return output
 

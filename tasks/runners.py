@@ -9,6 +9,8 @@ catalog writer: workers write Parquet shards and return references to them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -67,3 +69,28 @@ def make_task_runner(runtime: RuntimeParams) -> Any | None:
             f"task_runner=ray needs prefect-ray, which is not installed: {RAY_HINT} ({exc})"
         ) from None
     return RayTaskRunner(address=runtime.ray_address) if runtime.ray_address else RayTaskRunner()
+
+
+@contextmanager
+def shared_api() -> Iterator[None]:
+    """Name the flow's Prefect API explicitly while shards are submitted to a cluster.
+
+    With no ``PREFECT_API_URL``, this process talks to a temporary server it started
+    itself; each worker process would then start one of its own (seconds each, and its
+    task runs out of the flow's sight). Prefect sends the settings in force at submit
+    time along with each task, so submitting under the address of this process's
+    server makes the workers report there. (Workers on other machines can't reach it:
+    give them a real server with ``PREFECT_API_URL``.)"""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if not server.running:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield

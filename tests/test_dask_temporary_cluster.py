@@ -54,7 +54,7 @@ def tiny(params: RuntimeParams) -> dict[str, Any]:
         shards = write_input_shards(({"id": f"r{i}"} for i in range(6)), 2, "tiny")
         out = run.stage(TAG_PID, shards, NoConfig())
         runner = run._task_runner
-        cluster = runner._cluster if runner is not None else None
+        cluster = getattr(runner, "_cluster", None)
     return {
         "pids": sorted({r["pid"] for r in out.kept_rows()}),
         "n_kept": out.n_kept,
