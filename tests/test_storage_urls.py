@@ -172,3 +172,8 @@ def test_a_recipe_keeps_shards_and_publishes_behind_urls(
     check_outcome(local)
     assert fs.find(f"{root}/shards/adherence") and fs.find(f"{root}/inputs/rag-qa")
     assert not (project_dir() / ".winnow" / "shards").exists()
+    from tasks.store.catalog import Catalog
+
+    registered = Catalog().stage_shards(summary["run_id"], "filter")
+    assert registered and all(str(s.path).startswith(bucket) for s in registered)
+    assert len(read_frame([s.path for s in registered])) == 3  # the catalog's paths read back
