@@ -61,3 +61,12 @@ def test_a_location_points_a_task_at_another_project(tmp_path: Path) -> None:
         with Location.here("memory://b").active():
             assert shard_root() == "memory://b" and project_dir() == tmp_path / "other"
     assert project_dir() == mine and shard_root() == str(state_dir())
+
+
+def test_the_generate_flow_takes_the_same_parameters() -> None:
+    from flows.generate import GenerateParams
+
+    params = GenerateParams(
+        input="in.jsonl", out="out.jsonl", task_runner="dask", storage="s3://b/p"
+    )
+    assert runtime_of(params) == RuntimeParams(task_runner="dask", storage="s3://b/p")
