@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tasks.llm.journal import Journal
 from tests.test_rag_qa_flow import check_outcome, params, read_jsonl, script
 from winnow.testing.llm_server import LLMTestServer
 
@@ -112,3 +113,13 @@ def test_a_dask_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_ha
     registered = catalog.stage_shards(summary["run_id"], "answers")
     assert len(registered) == 2
     assert all(str(s.path).startswith(str(storage)) for s in registered)
+    # the workers journaled their requests where the flow told them: its project
+    journal = Journal()
+    assert len(journal._all()) == threads_calls
+    journal.close()
+
+    # a re-run in the flow's own threads finds every shard the workers finished
+    with LLMTestServer(script()) as server:
+        again = rag_qa(on_dask.model_copy(update={"task_runner": "threads"}))
+        assert server.stats.chat_requests == 0
+    assert all(s["reused"] for s in again["stages"])
