@@ -1,14 +1,16 @@
 """Parameters every LLM recipe shares: the generator and the judge, each a provider and a
-model, the judge defaulting to the generator."""
+model, the judge defaulting to the generator; and where shards run and live (from
+``RuntimeParams``: task_runner, dask_address, storage...)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.llm.base import ProviderKind, ProviderSpec
+from tasks.runners import RuntimeParams
 
 
-class ProviderParams(BaseModel):
+class ProviderParams(RuntimeParams):
     provider: ProviderKind = Field("local", description="generator provider")
     model: str = Field("", description="generator model (empty: the provider's default)")
     base_url: str | None = Field(None, description="generator server URL (openai-compatible)")
