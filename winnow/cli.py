@@ -20,6 +20,7 @@ from winnow.commands import (  # noqa: E402
     rounds,
     run,
     runs,
+    serve,
     verify,
 )
 
@@ -39,6 +40,7 @@ run.register(app)
 curate.register(app)
 adherence.register(app)
 rounds.register(app)
+serve.register(app)
 
 
 if __name__ == "__main__":
