@@ -1,0 +1,79 @@
+"""`winnow serve` as a user runs it: it starts its own Prefect server, serves every
+declared deployment (schedules included), and stops cleanly on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from flows.registry import RECIPES
+from winnow.paths import SOURCE_ROOT
+from winnow.serving.declared import load
+from winnow.serving.runner import parse_crons
+
+
+def scheduled_runs(served, deployment_id: str) -> list[dict]:
+    body = {
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+    }
+    return served.api("POST", "/flow_runs/filter", json=body).json()
+
+
+@pytest.mark.slow
+def test_serve_registers_every_recipe_and_stops_cleanly(winnow_serve) -> None:
+    """SIGTERM here; SIGINT (Ctrl-C) takes the same path in the supervisor."""
+    import time
+
+    served = winnow_serve("--cron", "code-sft=*/5 * * * *")
+    served.wait_url(240)
+    deployments = served.wait_deployments(set(RECIPES), 240)
+    by_name = {d["name"]: d for d in deployments}
+    declared = load()
+
+    # every deployment: its declared default parameters, and a form schema of its model
+    for name, recipe in RECIPES.items():
+        d = by_name[name]
+        assert d["parameters"] == declared.get(name).parameters
+        definitions = d["parameter_openapi_schema"]["definitions"]
+        assert recipe.params_model().__name__ in definitions
+
+    # the declared nightly schedule, and the one added with --cron, get scheduled runs
+    expected = {"rag-qa": "0 3 * * *", "code-sft": "*/5 * * * *"}
+    for name, cron in expected.items():
+        d = by_name[name]
+        assert [(s["schedule"]["cron"], s["active"]) for s in d["schedules"]] == [(cron, True)]
+        deadline, runs = time.monotonic() + 120, []
+        while time.monotonic() < deadline and not runs:
+            runs = scheduled_runs(served, d["id"])
+            time.sleep(1)
+        assert runs, f"no scheduled run of {name} was created"
+    assert not by_name["php-translation"]["schedules"]
+
+    code, left = served.stop(signal.SIGTERM)
+    assert code == 0, served.output()
+    assert not left, f"processes left alive after SIGTERM: {left}"
+    assert "then the server" in served.output()
+
+
+def test_unknown_names_fail_before_any_server_starts(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "winnow.cli", "serve", "--only", "nope"],
+        cwd=str(SOURCE_ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "no deployment 'nope'" in result.stderr
+    assert "Starting a Prefect server" not in result.stderr + result.stdout
+
+
+def test_cron_option_needs_a_name() -> None:
+    assert parse_crons(["rag-qa=0 * * * *"]) == {"rag-qa": "0 * * * *"}
+    with pytest.raises(ValueError, match="NAME=EXPRESSION"):
+        parse_crons(["0 * * * *"])
