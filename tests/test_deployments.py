@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows.registry import RECIPES
 from winnow.paths import SOURCE_ROOT
@@ -84,3 +85,45 @@ def test_an_unknown_name_is_refused(declared) -> None:
 def test_the_file_is_the_one_prefect_deploy_reads() -> None:
     assert DEFAULT_FILE == Path(SOURCE_ROOT, "infra", "prefect.yaml")
     assert "prefect deploy --prefect-file infra/prefect.yaml" in DEFAULT_FILE.read_text()
+
+
+@pytest.mark.slow
+def test_prefect_deploy_registers_the_same_deployments(prefect_harness, tmp_path) -> None:
+    """The teams' path: `prefect deploy --prefect-file infra/prefect.yaml --all` against a
+    server with the work pool, without a terminal, gives one deployment per recipe on
+    the pool, with the declared parameters, schedules and pull step."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_CLI_PROMPT": "false"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    declared = load(DEFAULT_FILE)
+    pool = declared.deployments[0].work_pool.name
+    for command in (
+        ["work-pool", "create", pool, "--type", "process", "--overwrite"],
+        ["deploy", "--prefect-file", "infra/prefect.yaml", "--all"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "prefect", *command],
+            cwd=SOURCE_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    found = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
+    by_name = {d["name"]: d for d in found if d["work_pool_name"] == pool}
+    assert set(by_name) == set(RECIPES)
+    for entry in declared.deployments:
+        d = by_name[entry.name]
+        assert d["entrypoint"] == entry.entrypoint
+        assert d["parameters"] == entry.parameters
+        assert [s["schedule"]["cron"] for s in d["schedules"]] == [s.cron for s in entry.schedules]
+        assert d["pull_steps"] == yaml.safe_load(DEFAULT_FILE.read_text())["pull"]
