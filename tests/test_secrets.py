@@ -109,20 +109,25 @@ def storage_places(tmp_path: Path, project_dir: Path) -> list[Path]:
     ]
 
 
-@pytest.mark.slow
-def test_a_key_from_the_environment_is_used_and_never_stored(
-    tmp_path, project_dir, monkeypatch, capfd, prefect_harness
-) -> None:
-    key = planted()
-    monkeypatch.setenv("OPENAI_API_KEY", key)
+def run_and_scan(tmp_path: Path, project_dir: Path, capfd, key: str, **fields) -> None:
+    """A run against a server that answers only ``key``, then the search for ``key``."""
     with LLMTestServer(script(api_key=key)) as server:
-        summary = run_recipe(tmp_path, server.base_url, provider="openai")
+        summary = run_recipe(tmp_path, server.base_url, **fields)
         assert server.stats.unauthorized == 0
         assert server.stats.chat_requests == REQUESTS
     assert summary["kept"] == 4
     out, err = capfd.readouterr()
     found = where_is(key, storage_places(tmp_path, project_dir), out + err)
     assert not found, f"the planted key was written to: {found}"
+
+
+@pytest.mark.slow
+def test_a_key_from_the_environment_is_used_and_never_stored(
+    tmp_path, project_dir, monkeypatch, capfd, prefect_harness
+) -> None:
+    key = planted()
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    run_and_scan(tmp_path, project_dir, capfd, key, provider="openai")
 
 
 @pytest.mark.slow
@@ -136,16 +141,9 @@ def test_a_key_from_a_secret_block_is_used_and_never_stored(
     Secret(value=key).save(name)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     forget()
-    with LLMTestServer(script(api_key=key)) as server:
-        summary = run_recipe(
-            tmp_path, server.base_url, provider="openai-compatible", api_key_secret=name
-        )
-        assert server.stats.unauthorized == 0
-        assert server.stats.chat_requests == REQUESTS
-    assert summary["kept"] == 4
-    out, err = capfd.readouterr()
-    found = where_is(key, storage_places(tmp_path, project_dir), out + err)
-    assert not found, f"the planted key was written to: {found}"
+    run_and_scan(
+        tmp_path, project_dir, capfd, key, provider="openai-compatible", api_key_secret=name
+    )
     # the run's parameters in the catalog carry the block's name, never the key
     from tasks.store.catalog import Catalog
 

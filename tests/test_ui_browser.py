@@ -1,8 +1,9 @@
 """The Prefect UI, driven like a user would with Debian's Chromium (never a downloaded
-browser): `winnow serve` starts a real Prefect server on 127.0.0.1 and serves the rag-qa
-deployment; the test opens the UI, finds the deployment, fills its run form (Run ->
-Custom run) with custom parameters pointing at the scripted test LLM server, submits,
-waits for the run to complete and checks that its funnel table artifact is shown.
+browser): a real Prefect server runs on 127.0.0.1 and `winnow serve`, pointed at it with
+PREFECT_API_URL, serves the rag-qa deployment there. The test opens the UI, finds the
+deployment, fills its run form (Run -> Custom run) with custom parameters pointing at the
+scripted test LLM server, submits, waits for the run to complete and checks that its
+funnel table artifact is shown.
 
 Screenshots of every step go to ``test-artifacts/ui/`` (kept by CI, ignored by git).
 """
@@ -20,6 +21,7 @@ import pytest
 
 from tests.scripted_rag import REQUESTS, documents, script
 from winnow.paths import SOURCE_ROOT
+from winnow.serving.server import LocalServer
 from winnow.testing.llm_server import LLMTestServer
 
 SHOTS = SOURCE_ROOT / "test-artifacts" / "ui"
@@ -105,9 +107,12 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve) -> None:
     docs = documents(tmp_path / "docs")
     out = tmp_path / "ui-out"
 
-    with LLMTestServer(script("ui-test-model")) as llm:
-        served = winnow_serve("--only", "rag-qa")
-        served.wait_url(240)
+    with (
+        LLMTestServer(script("ui-test-model")) as llm,
+        LocalServer(log=tmp_path / "server.log") as server,
+    ):
+        served = winnow_serve("--only", "rag-qa", env={"PREFECT_API_URL": server.api_url})
+        assert served.wait_url(240) == server.api_url
         (deployment,) = served.wait_deployments({"rag-qa"}, 240)
 
         # the declared nightly schedule has scheduled runs waiting
@@ -155,6 +160,9 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve) -> None:
         code, left = served.stop(signal.SIGTERM)
         assert code == 0, served.output()
         assert not left
+        # a server winnow serve did not start is left running
+        assert server.process.poll() is None
+        served.api("GET", "/health")
 
 
 def drive(ui: UI, base: str, out: str, llm_url: str, docs: str) -> tuple[str, list[list[str]]]:
