@@ -52,6 +52,13 @@ def test_schedules_are_valid_cron(declared) -> None:
             CronSchedule(cron=s.cron, timezone=s.timezone)  # raises on a bad expression
 
 
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_parameter_is_described(name: str) -> None:
+    model = RECIPES[name].params_model()
+    missing = [f for f, field in model.model_fields.items() if not field.description]
+    assert not missing, f"{name}: parameters without a description for the UI form: {missing}"
+
+
 def test_parameter_schema_is_a_form_with_defaults_and_descriptions(declared) -> None:
     entry = declared.get("rag-qa")
     deployment = to_runner_deployment(entry)
