@@ -77,3 +77,22 @@ def test_cron_option_needs_a_name() -> None:
     assert parse_crons(["rag-qa=0 * * * *"]) == {"rag-qa": "0 * * * *"}
     with pytest.raises(ValueError, match="NAME=EXPRESSION"):
         parse_crons(["0 * * * *"])
+
+
+def test_a_busy_port_is_refused_before_starting(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "winnow.cli", "serve", "--port", str(port)],
+            cwd=str(SOURCE_ROOT),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path)},
+        )
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr

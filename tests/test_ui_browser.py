@@ -95,7 +95,7 @@ class UI:
 
 
 @pytest.mark.slow
-def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve) -> None:
+def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> None:
     pytest.importorskip("playwright")
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: infra/setup.sh --for test installs it")
@@ -106,6 +106,7 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve) -> None:
         old.unlink()
     docs = documents(tmp_path / "docs")
     out = tmp_path / "ui-out"
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "server-home"))  # the server's own DB
 
     with (
         LLMTestServer(script("ui-test-model")) as llm,

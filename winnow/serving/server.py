@@ -29,6 +29,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_healthy(api_url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
     """Until ``GET {api_url}/health`` answers, or raise ServerError."""
     deadline = time.monotonic() + timeout_s
@@ -85,6 +94,12 @@ class LocalServer:
         return f"{self.url}/api"
 
     def start(self, timeout_s: float = 180.0) -> LocalServer:
+        # A server already on the port would answer the health check in our stead.
+        if not port_is_free(self.host, self.port):
+            raise ServerError(
+                f"port {self.port} on {self.host} is in use: pick another with --port (0: any "
+                "free one), or set PREFECT_API_URL to use the server that runs there"
+            )
         env = dict(os.environ)
         env.pop("PREFECT_API_URL", None)
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
