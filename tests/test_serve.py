@@ -1,5 +1,6 @@
 """`winnow serve` as a user runs it: it starts its own Prefect server, serves every
-declared deployment (schedules included), and stops cleanly on SIGTERM or SIGINT."""
+declared deployment (schedules included), and stops cleanly on SIGTERM (SIGINT takes
+the same path in the supervisor)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from flows.registry import RECIPES
 from winnow.paths import SOURCE_ROOT
 from winnow.serving.declared import load
 from winnow.serving.runner import parse_crons
+
+RARE_CRON = "17 4 13 * *"
 
 
 def scheduled_runs(served, deployment_id: str) -> list[dict]:
@@ -28,7 +31,9 @@ def test_serve_registers_every_recipe_and_stops_cleanly(winnow_serve) -> None:
     """SIGTERM here; SIGINT (Ctrl-C) takes the same path in the supervisor."""
     import time
 
-    served = winnow_serve("--cron", "code-sft=*/5 * * * *")
+    # Schedules that cannot fire while the test runs: the declared ones paused, and an
+    # extra one on the 13th at 04:17 (a run that fired would use the embedded model).
+    served = winnow_serve("--no-schedules", "--cron", f"code-sft={RARE_CRON}")
     served.wait_url(240)
     deployments = served.wait_deployments(set(RECIPES), 240)
     by_name = {d["name"]: d for d in deployments}
@@ -41,17 +46,24 @@ def test_serve_registers_every_recipe_and_stops_cleanly(winnow_serve) -> None:
         definitions = d["parameter_openapi_schema"]["definitions"]
         assert recipe.params_model().__name__ in definitions
 
-    # the declared nightly schedule, and the one added with --cron, get scheduled runs
-    expected = {"rag-qa": "0 3 * * *", "code-sft": "*/5 * * * *"}
-    for name, cron in expected.items():
-        d = by_name[name]
-        assert [(s["schedule"]["cron"], s["active"]) for s in d["schedules"]] == [(cron, True)]
-        deadline, runs = time.monotonic() + 120, []
-        while time.monotonic() < deadline and not runs:
-            runs = scheduled_runs(served, d["id"])
-            time.sleep(1)
-        assert runs, f"no scheduled run of {name} was created"
-    assert not by_name["php-translation"]["schedules"]
+    # the declared nightly schedule is registered (paused by --no-schedules); the one
+    # added with --cron is active and gets scheduled runs
+    nightly = declared.get("rag-qa").schedules[0].cron
+    schedules = {
+        name: [(s["schedule"]["cron"], s["active"]) for s in d["schedules"]]
+        for name, d in by_name.items()
+    }
+    assert schedules == {
+        "rag-qa": [(nightly, False)],
+        "code-sft": [(RARE_CRON, True)],
+        "php-translation": [],
+    }
+    deadline, runs = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not runs:
+        runs = scheduled_runs(served, by_name["code-sft"]["id"])
+        time.sleep(1)
+    assert runs, "the cron schedule created no scheduled run"
+    assert not scheduled_runs(served, by_name["rag-qa"]["id"])
 
     code, left = served.stop(signal.SIGTERM)
     assert code == 0, served.output()

@@ -112,11 +112,15 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
         LLMTestServer(script("ui-test-model")) as llm,
         LocalServer(log=tmp_path / "server.log") as server,
     ):
-        served = winnow_serve("--only", "rag-qa", env={"PREFECT_API_URL": server.api_url})
+        # the nightly schedule paused; a cron that cannot fire during the test instead
+        served = winnow_serve(
+            "--only", "rag-qa", "--no-schedules", "--cron", "rag-qa=17 4 13 * *",
+            env={"PREFECT_API_URL": server.api_url},
+        )  # fmt: skip
         assert served.wait_url(240) == server.api_url
         (deployment,) = served.wait_deployments({"rag-qa"}, 240)
 
-        # the declared nightly schedule has scheduled runs waiting
+        # the scheduled deployment has scheduled runs waiting
         body = {
             "deployments": {"id": {"any_": [deployment["id"]]}},
             "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
@@ -125,7 +129,7 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
         while time.monotonic() < deadline and not scheduled:
             scheduled = served.api("POST", "/flow_runs/filter", json=body).json()
             time.sleep(1)
-        assert scheduled, "the nightly schedule created no scheduled run"
+        assert scheduled, "the cron schedule created no scheduled run"
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
