@@ -71,15 +71,20 @@ def test_serve_registers_every_recipe_and_stops_cleanly(winnow_serve) -> None:
     assert "then the server" in served.output()
 
 
-def test_unknown_names_fail_before_any_server_starts(tmp_path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "winnow.cli", "serve", "--only", "nope"],
+def serve_cli(home, *args: str) -> subprocess.CompletedProcess:
+    """`winnow serve ARGS` with a bare environment (no PREFECT_API_URL)."""
+    return subprocess.run(
+        [sys.executable, "-m", "winnow.cli", "serve", *args],
         cwd=str(SOURCE_ROOT),
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(home), "HOME": str(home)},
     )
+
+
+def test_unknown_names_fail_before_any_server_starts(tmp_path) -> None:
+    result = serve_cli(tmp_path, "--only", "nope")
     assert result.returncode == 2
     assert "no deployment 'nope'" in result.stderr
     assert "Starting a Prefect server" not in result.stderr + result.stdout
@@ -98,13 +103,6 @@ def test_a_busy_port_is_refused_before_starting(tmp_path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "winnow.cli", "serve", "--port", str(port)],
-            cwd=str(SOURCE_ROOT),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path)},
-        )
+        result = serve_cli(tmp_path, "--port", str(port))
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
