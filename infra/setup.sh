@@ -48,11 +48,12 @@ fail() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # sandbox). g++: builds llama-cpp-python.
 # For the test suite also docker.io and debootstrap: the Docker sandbox tests start a
 # private dockerd and build their image from Debian packages; chromium: the Prefect UI test
-# drives Debian's browser with Playwright (never a browser download).
+# drives Debian's browser with Playwright (never a browser download); docker-compose: the
+# infra test checks infra/compose.yaml with `docker-compose config`.
 required=(bubblewrap php-cli python3 g++ make)
 wanted=()
 if [[ "$purpose" == test ]]; then
-    wanted=(docker.io debootstrap chromium)
+    wanted=(docker.io debootstrap chromium docker-compose)
 fi
 
 missing_of() {

@@ -20,23 +20,40 @@ class ProviderParams(RuntimeParams):
     )
     judge_model: str | None = Field(None, description="judge model (default: the generator's)")
     judge_base_url: str | None = Field(None, description="judge server URL")
+    # Names of Prefect Secret blocks, never keys: parameters are stored and shown.
+    api_key_secret: str | None = Field(
+        None,
+        description="name of a Prefect Secret block holding the generator's API key "
+        "(default: the provider's environment variable, e.g. OPENAI_API_KEY)",
+    )
+    judge_api_key_secret: str | None = Field(
+        None, description="name of a Prefect Secret block holding the judge's API key"
+    )
 
     def generator(self) -> ProviderSpec:
         return ProviderSpec(
             kind=self.provider,
             model=self.model,
             base_url=self.base_url,
+            api_key_secret=self.api_key_secret,
             max_concurrency=self.concurrency,
         )
 
     def judge(self) -> ProviderSpec:
         """The judge's spec: any judge_* field left unset falls back to the generator's."""
-        if self.judge_provider is None and self.judge_model is None and self.judge_base_url is None:
+        judge_fields = (
+            self.judge_provider,
+            self.judge_model,
+            self.judge_base_url,
+            self.judge_api_key_secret,
+        )
+        if all(f is None for f in judge_fields):
             return self.generator()
         return ProviderSpec(
             kind=self.judge_provider or self.provider,
             model=self.model if self.judge_model is None else self.judge_model,
             base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
+            api_key_secret=self._judge_secret(),
             max_concurrency=self.concurrency,
         )
 
@@ -48,3 +65,10 @@ class ProviderParams(RuntimeParams):
         gen, judge = self.generator(), self.judge()
         for spec in {gen.model_dump_json(): gen, judge.model_dump_json(): judge}.values():
             client_for(spec).check()
+
+    def _judge_secret(self) -> str | None:
+        """The judge's own Secret block; the generator's only for the same provider."""
+        if self.judge_api_key_secret is not None:
+            return self.judge_api_key_secret
+        same = self.judge_provider is None or self.judge_provider == self.provider
+        return self.api_key_secret if same else None

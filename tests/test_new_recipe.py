@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from winnow.cli import app
@@ -76,6 +77,8 @@ def copy_project(dest: Path) -> Path:
     for folder in ("flows", "tasks", "winnow", "prompts", "expectations"):
         shutil.copytree(SOURCE_ROOT / folder, dest / folder, ignore=ignore)
     shutil.copy(SOURCE_ROOT / "pyproject.toml", dest)
+    (dest / "infra").mkdir()
+    shutil.copy(SOURCE_ROOT / "infra" / "prefect.yaml", dest / "infra")
     shutil.copytree(SOURCE_ROOT / "tests" / "plugins", dest / "tests" / "plugins", ignore=ignore)
     for name in ("__init__.py", "conftest.py", "test_recipe_contract.py"):
         shutil.copy(SOURCE_ROOT / "tests" / name, dest / "tests" / name)
@@ -99,6 +102,13 @@ def test_the_skeleton_passes_its_own_test_at_once(tmp_path: Path) -> None:
         assert (root / rel).is_file(), rel
         assert rel in result.output
     assert not (SOURCE_ROOT / "flows" / "unit_conversions.py").exists()
+    # declared as a deployment too, after the shipped ones, comments kept
+    text = (root / "infra" / "prefect.yaml").read_text()
+    assert text.startswith((SOURCE_ROOT / "infra" / "prefect.yaml").read_text().rstrip("\n"))
+    entries = {d["name"]: d for d in yaml.safe_load(text)["deployments"]}
+    assert entries["unit-conversions"]["entrypoint"] == (
+        "flows/unit_conversions.py:unit_conversions"
+    )
 
     lint = in_copy(root, "-m", "ruff", "check", "--no-cache", "flows", "tasks", timeout=120)
     assert lint.returncode == 0, lint.stdout + lint.stderr

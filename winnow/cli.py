@@ -21,6 +21,7 @@ from winnow.commands import (  # noqa: E402
     rounds,
     run,
     runs,
+    serve,
     verify,
 )
 
@@ -41,6 +42,7 @@ curate.register(app)
 adherence.register(app)
 rounds.register(app)
 new_recipe.register(app)
+serve.register(app)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,29 @@ def scaffold(name: str, root: Path) -> list[Path]:
         target.write_text(text, encoding="utf-8")
         written.append(target)
     _tidy([p for p in written if p.suffix == ".py"], root)
+    deployments = root / "infra" / "prefect.yaml"
+    if deployments.exists():
+        declare_deployment(names, deployments)
+        written.append(deployments)
     return written
+
+
+def declare_deployment(names: Names, path: Path) -> None:
+    """Append the recipe's deployment to ``infra/prefect.yaml`` (text appended, so the
+    file's comments survive), so ``winnow serve`` and ``prefect deploy`` pick it up."""
+    text = path.read_text(encoding="utf-8")
+    entry = (
+        f"\n  - name: {names.name}\n"
+        f"    entrypoint: flows/{names.module}.py:{names.module}\n"
+        f'    description: "{names.title}"\n'
+        "    tags: [winnow]\n"
+        "    parameters: {}\n"
+        "    schedules: []\n"
+        "    work_pool:\n"
+        "      name: winnow\n"
+        "      work_queue_name: default\n"
+    )
+    path.write_text(text.rstrip("\n") + "\n" + entry, encoding="utf-8")
 
 
 def _tidy(paths: list[Path], root: Path) -> None:

@@ -13,7 +13,6 @@ structured-output layer validates and re-asks either way.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import anthropic
@@ -29,6 +28,7 @@ from tasks.llm.base import (
     Usage,
 )
 from tasks.llm.openai_provider import CHECK_TIMEOUT_S, retry_after, validate_url
+from tasks.llm.secrets import anthropic_key
 
 DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5"
 JSON_INSTRUCTION = "Answer with a single JSON object and nothing else: no prose, no code fence."
@@ -50,10 +50,7 @@ class AnthropicProvider:
 
     def _sdk(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
-            env = self.spec.api_key_env or "ANTHROPIC_API_KEY"
-            key = os.environ.get(env)
-            if not key:
-                raise ConfigError(f"no Anthropic API key: set {env}")
+            key = anthropic_key(self.spec)
             if self.spec.base_url:
                 validate_url(self.spec.base_url)
             self._client = anthropic.AsyncAnthropic(

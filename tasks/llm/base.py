@@ -84,6 +84,7 @@ class ProviderSpec(BaseModel):
     model: str = ""  # empty: the provider's default (the embedded model for `local`)
     base_url: str | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
+    api_key_secret: str | None = None  # name of a Prefect Secret block holding the key
     timeout_s: float = Field(120.0, gt=0)
     max_concurrency: int = Field(32, ge=1, le=4096)
     max_retries: int = Field(6, ge=0, le=50)

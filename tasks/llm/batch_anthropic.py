@@ -8,24 +8,21 @@ A copy of what was submitted is written next to the job's state for audit.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import anthropic
 
-from tasks.llm.base import ChatRequest, Completion, ConfigError, Usage
+from tasks.llm.base import ChatRequest, Completion, Usage
 from tasks.llm.batch import BatchError, BatchStatus, write_jsonl
 from tasks.llm.client import LLMClient
+from tasks.llm.secrets import anthropic_key
 
 
 class AnthropicBatchAdapter:
     def __init__(self, client: LLMClient) -> None:
         self._provider: Any = client.provider  # an AnthropicProvider
-        env = client.spec.api_key_env or "ANTHROPIC_API_KEY"
-        key = os.environ.get(env)
-        if not key:
-            raise ConfigError(f"no Anthropic API key: set {env}")
+        key = anthropic_key(client.spec)
         self._sdk = anthropic.Anthropic(
             api_key=key,
             base_url=client.spec.base_url or None,

@@ -8,7 +8,6 @@ retry, so a 429 reaches the shared limiter instead of being retried blindly in h
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,6 +23,7 @@ from tasks.llm.base import (
     TransientError,
     Usage,
 )
+from tasks.llm.secrets import api_key
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DUMMY_KEY = "not-needed"  # OpenAI-compatible servers mostly ignore the key; the SDK wants one
@@ -70,19 +70,13 @@ class OpenAIProvider:
         return self._model
 
     def _api_key(self) -> str:
-        spec = self.spec
         if self._kind == "openai":
-            env = spec.api_key_env or "OPENAI_API_KEY"
-            key = os.environ.get(env)
+            key = api_key(self.spec, "OPENAI_API_KEY")
             if not key:
-                raise ConfigError(f"no OpenAI API key: set {env}")
+                env = self.spec.api_key_env or "OPENAI_API_KEY"
+                raise ConfigError(f"no OpenAI API key: set {env} or name a Secret block")
             return key
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise ConfigError(f"api_key_env={spec.api_key_env} is not set")
-            return key
-        return DUMMY_KEY
+        return api_key(self.spec, None) or DUMMY_KEY
 
     def _sdk(self) -> openai.AsyncOpenAI:
         if self._client is None:

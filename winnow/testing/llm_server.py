@@ -122,6 +122,9 @@ class Script(BaseModel):
     over_capacity: Literal["queue", "429"] = "queue"
     retry_after_s: float = Field(1.0, ge=0)
     hang_s: float = Field(3600.0, ge=0)
+    # When set, API requests must carry this key (``Authorization: Bearer`` or
+    # ``x-api-key``) or get 401: tests prove a key was really sent.
+    api_key: str | None = None
 
 
 # --- the counts ------------------------------------------------------------------------
@@ -150,6 +153,7 @@ class Stats:
             self.in_flight = 0
             self.max_in_flight = 0
             self.completed = 0
+            self.unauthorized = 0
 
     def count_for(self, messages: list[dict[str, Any]] | list[Any]) -> int:
         """How many chat requests carried exactly these messages (dicts or pydantic)."""
@@ -170,6 +174,7 @@ class Stats:
                 "completed": self.completed,
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
+                "unauthorized": self.unauthorized,
                 "faults": dict(self.faults),
                 "by_hash": dict(self.by_hash),
             }
@@ -411,7 +416,23 @@ class ChatDouble:
         method, path = scope["method"], scope["path"]
         if await self.serve_control(method, path, receive, send):
             return
+        if not self._authorized(scope):
+            with self.stats._lock:
+                self.stats.unauthorized += 1
+            await send_json(send, 401, self.auth_error())
+            return
         await self.route(method, path, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        expected = self.engine.script.api_key
+        if expected is None:
+            return True
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return expected in (bearer, headers.get("x-api-key", ""))
+
+    def auth_error(self) -> dict[str, Any]:
+        return {"error": {"message": "invalid API key", "type": "invalid_request_error"}}
 
     async def route(self, method: str, path: str, receive: Receive, send: Send) -> None:
         raise NotImplementedError
