@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tasks.gates import gx
+from tasks.killpoints import kill_point
 from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
 from tasks.store.catalog import Catalog
 from tasks.store.shards import iter_shards, read_frame
@@ -131,6 +132,7 @@ class Run:
         spec built at run time, e.g. with bounds from the run's parameters); a failed
         critical suite stops the run here, before anything downstream or any publishing."""
         spec = gx.load_suite(suite) if isinstance(suite, str) else suite
+        kill_point(f"gate.{spec.name}")
         frame = read_frame([s.path for s in output.kept])
         if frame.empty and len(frame.columns) == 0:
             # No rows, so no columns: give the suite its columns, empty, so value checks

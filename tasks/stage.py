@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks import progress
+from tasks.killpoints import kill_point
 from tasks.llm.base import ChatResult
 from tasks.store.shards import iter_shards, read_shard, write_shard
 from winnow.paths import state_dir
@@ -257,6 +258,7 @@ def run_shard(stage: Stage, shard: ShardRef, config: Any, run: RunInfo) -> Shard
 
     rows = read_shard(shard.path)
     result = stage.fn(rows, config, StageContext(run=run, stage=stage.name))
+    kill_point(f"shard.{stage.name}")
     directory.mkdir(parents=True, exist_ok=True)
     output = ShardOutput(
         stage=stage.name,

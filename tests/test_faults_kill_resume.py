@@ -1,0 +1,166 @@
+"""Kill and resume: `winnow run code-sft` against the scripted test LLM server (a named
+test double, in this process so its counts outlive every kill) is SIGKILLed again and
+again — at a random moment while requests are being answered, after a sandbox shard ran,
+inside a gate, between two files of a publish, right before the publish's swap — and
+resumed each time. Then:
+
+- the final dataset equals the one of an uninterrupted run in another project (same ids,
+  same content; run ids and timestamps aside);
+- no journaled request is ever sent again: a request the server receives in an attempt
+  is never one the project's journal held when that attempt started. The only requests
+  the server answers twice are those answered in a killed attempt but not yet in the
+  journal when the kill came (in flight, or answered and not yet committed);
+- at every kill, the output path holds nothing or a whole dataset (manifest = files).
+
+The hook ``WINNOW_KILL_AT`` (``tasks/killpoints.py``) places the kills that timing alone
+cannot promise to hit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.faults_support import (
+    answered,
+    assert_complete_or_absent,
+    dataset_view,
+    finish,
+    journal_wire_keys,
+    kill_group,
+    received,
+    start_run,
+    winnow_env,
+)
+from tests.test_code_sft_flow import TOPICS, script
+from winnow.testing.llm_server import LLMTestServer
+
+pytestmark = pytest.mark.slow
+
+
+def run_args(tmp: Path, url: str, out: Path) -> list[str]:
+    topics = tmp / "topics.txt"
+    topics.write_text("\n".join(TOPICS) + "\n")
+    sets = {
+        "topics_file": str(topics),
+        "n_problems": "7",
+        "difficulties": '["easy"]',
+        "n_solutions": "2",
+        "max_revision_rounds": "1",
+        "sandbox": "bwrap",
+        "shard_size": "3",
+        "concurrency": "2",
+    }
+    args = ["code-sft", "--provider", "openai-compatible", "--base-url", url]
+    args += ["--model", "test-model", "--out", str(out)]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+class Attempts:
+    """Runs attempts on one project and keeps what the server saw during each."""
+
+    def __init__(self, server: LLMTestServer, project: Path, api: str, out: Path) -> None:
+        self.server, self.project, self.api, self.out = server, project, api, out
+        self.args = run_args(project.parent, server.base_url, out)
+        self.log: list[dict] = []
+
+    def run(self, kill_at: str | None = None, kill_after_answers: int | None = None) -> int:
+        journal_before = journal_wire_keys(self.project, self.server.base_url)
+        got_before, ans_before = received(self.server.stats), answered(self.server.stats)
+        extra = {"WINNOW_KILL_AT": kill_at} if kill_at else {}
+        proc = start_run(self.args, winnow_env(self.project, self.api, **extra))
+        killed_by_test = False
+        if kill_after_answers is not None:
+            deadline = time.monotonic() + 300
+            while sum((answered(self.server.stats) - ans_before).values()) < kill_after_answers:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the run never got going"
+                time.sleep(0.01)
+            kill_group(proc)
+            killed_by_test = True
+        code, _, err = finish(proc)
+        sent = received(self.server.stats) - got_before
+        resent = set(sent) & journal_before
+        assert not resent, f"{len(resent)} journaled request(s) sent again"
+        answers = answered(self.server.stats) - ans_before
+        assert max(answers.values(), default=0) <= 1, "a request answered twice in one run"
+        self.log.append(
+            {
+                "kill": kill_at or f"after {kill_after_answers} answers",
+                "code": code,
+                "answers": answers,
+                "journal_after": journal_wire_keys(self.project, self.server.base_url),
+            }
+        )
+        if kill_at or killed_by_test:
+            assert code == -9, (code, err[-3000:])
+        else:
+            assert code == 0, err[-3000:]
+        assert_complete_or_absent(self.out)
+        return code
+
+
+def test_killed_again_and_again_resumes_to_the_same_dataset(
+    tmp_path: Path, prefect_api_url: str
+) -> None:
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    print(f"kill timing seed: {seed}")
+    s = script()
+    s.latency_ms = 60
+    with LLMTestServer(s) as server:
+        # The uninterrupted reference run, in a project of its own.
+        ref_out = tmp_path / "reference"
+        reference = Attempts(server, tmp_path / "ref-project", prefect_api_url, ref_out)
+        reference.run()
+        ref_answers = reference.log[0]["answers"]
+        # The journal maps exactly onto what the server answered (the key mapping holds).
+        assert reference.log[0]["journal_after"] == set(ref_answers)
+        expected = dataset_view(ref_out)
+        assert expected["dataset.jsonl"], "the reference run kept nothing"
+
+        out = tmp_path / "out"
+        runs = Attempts(server, tmp_path / "project", prefect_api_url, out)
+        # 1. a random moment while problems and solutions are being answered
+        runs.run(kill_after_answers=rng.randint(2, 12))
+        assert 0 < len(runs.log[-1]["journal_after"]) < len(ref_answers)
+        assert not out.exists()
+        # 2. in the sandbox stage: a shard's code ran, its output is not written yet
+        runs.run(kill_at="shard.execute")
+        # 3. inside a gate
+        runs.run(kill_at="gate.code_sft.executed")
+        # 4. mid-publish, between two files: nothing may be visible yet
+        runs.run(kill_at="publish.dataset.parquet")
+        assert not out.exists()
+        # 5. resumed to the end
+        runs.run()
+        assert dataset_view(out) == expected
+        # 6. publishing again over the dataset, killed right before the swap: readers
+        #    still see the previous whole dataset
+        runs.run(kill_at="publish.swap")
+        assert dataset_view(out) == expected
+        runs.run()
+        assert dataset_view(out) == expected
+        assert not list(tmp_path.glob(".out.*")), "temp or aside directories left behind"
+
+    # Every request was answered for this project; a request answered more than once was
+    # answered in a killed attempt and missing from the journal after that kill.
+    total: Counter[str] = Counter()
+    for attempt in runs.log:
+        total += attempt["answers"]
+    assert set(total) == set(ref_answers)
+    for key, n in total.items():
+        unjournaled_kills = sum(
+            1
+            for a in runs.log
+            if a["code"] == -9 and key in a["answers"] and key not in a["journal_after"]
+        )
+        assert n <= 1 + unjournaled_kills, key
+    # And the last run, with every stage done, sent nothing at all.
+    assert not runs.log[-1]["answers"]
