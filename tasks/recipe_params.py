@@ -18,6 +18,9 @@ class ProviderParams(BaseModel):
     )
     judge_model: str | None = Field(None, description="judge model (default: the generator's)")
     judge_base_url: str | None = Field(None, description="judge server URL")
+    llm_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="seconds before an LLM request is abandoned (retried)"
+    )
 
     def generator(self) -> ProviderSpec:
         return ProviderSpec(
@@ -25,6 +28,7 @@ class ProviderParams(BaseModel):
             model=self.model,
             base_url=self.base_url,
             max_concurrency=self.concurrency,
+            timeout_s=self.llm_timeout_s,
         )
 
     def judge(self) -> ProviderSpec:
@@ -36,4 +40,5 @@ class ProviderParams(BaseModel):
             model=self.model if self.judge_model is None else self.judge_model,
             base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
             max_concurrency=self.concurrency,
+            timeout_s=self.llm_timeout_s,
         )
