@@ -21,6 +21,9 @@ class ProviderParams(BaseModel):
     llm_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="seconds before an LLM request is abandoned (retried)"
     )
+    llm_max_outage_s: float = Field(
+        120.0, gt=0, le=86400, description="seconds to wait for an LLM server that is down"
+    )
 
     def generator(self) -> ProviderSpec:
         return ProviderSpec(
@@ -29,6 +32,7 @@ class ProviderParams(BaseModel):
             base_url=self.base_url,
             max_concurrency=self.concurrency,
             timeout_s=self.llm_timeout_s,
+            max_outage_s=self.llm_max_outage_s,
         )
 
     def judge(self) -> ProviderSpec:
@@ -41,4 +45,5 @@ class ProviderParams(BaseModel):
             base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
             max_concurrency=self.concurrency,
             timeout_s=self.llm_timeout_s,
+            max_outage_s=self.llm_max_outage_s,
         )

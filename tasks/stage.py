@@ -276,6 +276,18 @@ def run_shard(stage: Stage, shard: ShardRef, config: Any, run: RunInfo) -> Shard
     return output
 
 
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed shard, unless its LLM endpoint is known to be down: the client
+    already waited ``max_outage_s`` for it, so the run stops now with that error."""
+    from tasks.llm.base import EndpointDown
+
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no result to look at: retry as usual
+        return True
+    return not isinstance(exc, EndpointDown)
+
+
 def _shard_task():
     """The Prefect task around ``run_shard`` (built lazily so plain use needs no Prefect)."""
     from prefect import task
@@ -285,6 +297,7 @@ def _shard_task():
         name="stage-shard",
         retries=2,
         retry_delay_seconds=[2, 10],
+        retry_condition_fn=_worth_retrying,
         cache_policy=NO_CACHE,
         persist_result=False,
         log_prints=False,
