@@ -164,3 +164,58 @@ def test_killed_again_and_again_resumes_to_the_same_dataset(
         assert n <= 1 + unjournaled_kills, key
     # And the last run, with every stage done, sent nothing at all.
     assert not runs.log[-1]["answers"]
+
+
+def test_killed_while_its_batch_runs_resumes_the_same_batch(
+    tmp_path: Path, prefect_api_url: str
+) -> None:
+    """rag-qa through the OpenAI Batch API double: SIGKILLed mid-batch (submitted, polled,
+    not ended), then resumed: it polls the batch it persisted instead of submitting it
+    again, and publishes what an uninterrupted run publishes."""
+    from tests.test_rag_qa_flow import documents
+    from tests.test_rag_qa_flow import script as rag_script
+    from winnow.testing.batch_server import BatchBehaviour, OpenAIBatchServer
+
+    docs = documents(tmp_path)
+
+    def args(url: str, out: Path) -> list[str]:
+        sets = {"documents": docs, "questions_per_passage": 4, "judges": 3, "shard_size": 3}
+        sets |= {"batch": "true", "batch_poll_s": 0.05}
+        given = ["rag-qa", "--provider", "openai", "--base-url", url, "--model", "test-model"]
+        given += ["--out", str(out)]
+        for key, value in sets.items():
+            given += ["--set", f"{key}={value}"]
+        return given
+
+    key = {"OPENAI_API_KEY": "test-key"}
+    with OpenAIBatchServer(rag_script(), BatchBehaviour()) as ref_server:
+        ref_out = tmp_path / "reference"
+        env = winnow_env(tmp_path / "ref-project", prefect_api_url, **key)
+        code, _, err = finish(start_run(args(ref_server.base_url, ref_out), env))
+        assert code == 0, err[-3000:]
+        ref_stats = ref_server.batch.batch_stats
+    expected = dataset_view(ref_out)
+    assert expected["dataset.jsonl"]
+
+    project, out = tmp_path / "project", tmp_path / "out"
+    env = winnow_env(project, prefect_api_url, **key)
+    with OpenAIBatchServer(rag_script(), BatchBehaviour(hold=True)) as server:
+        stats = server.batch.batch_stats
+        proc = start_run(args(server.base_url, out), env)
+        deadline = time.monotonic() + 300
+        while stats.batches_created < 1 or stats.status_polls < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no batch was submitted"
+            time.sleep(0.02)
+        kill_group(proc)
+        assert proc.returncode == -9
+        assert list((project / ".winnow" / "batches").glob("*.json")), "batch id not persisted"
+        assert not out.exists()
+        server.batch.release()
+        code, _, err = finish(start_run(args(server.base_url, out), env))
+        assert code == 0, err[-3000:]
+        assert stats.batches_created == ref_stats.batches_created  # resumed, not resubmitted
+        assert stats.batched == ref_stats.batched  # every request batched as often as once
+        assert server.stats.chat_requests == 0  # all of it through the batch API
+    assert_complete_or_absent(out)
+    assert dataset_view(out) == expected
