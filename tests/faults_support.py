@@ -16,6 +16,7 @@ from typing import Any
 
 from tasks.llm.base import ChatRequest, ProviderSpec
 from tasks.llm.openai_provider import OpenAIProvider
+from tests.test_code_sft_flow import TOPICS
 from winnow.testing.llm_server import Stats, body_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,28 @@ def finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str,
         raise
     kill_group(proc)  # strays, if any
     return proc.returncode, out, err
+
+
+def code_sft_args(tmp: Path, url: str, out: Path) -> list[str]:
+    """`winnow run` arguments of a small code-sft run against the script of
+    ``tests/test_code_sft_flow.py`` (topics file written under ``tmp``)."""
+    topics = tmp / "topics.txt"
+    topics.write_text("\n".join(TOPICS) + "\n")
+    sets = {
+        "topics_file": str(topics),
+        "n_problems": "7",
+        "difficulties": '["easy"]',
+        "n_solutions": "2",
+        "max_revision_rounds": "1",
+        "sandbox": "bwrap",
+        "shard_size": "3",
+        "concurrency": "2",
+    }
+    args = ["code-sft", "--provider", "openai-compatible", "--base-url", url]
+    args += ["--model", "test-model", "--out", str(out)]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    return args
 
 
 def answered(stats: Stats) -> Counter[str]:

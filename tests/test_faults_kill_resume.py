@@ -28,6 +28,7 @@ import pytest
 from tests.faults_support import (
     answered,
     assert_complete_or_absent,
+    code_sft_args,
     dataset_view,
     finish,
     journal_wire_keys,
@@ -36,30 +37,10 @@ from tests.faults_support import (
     start_run,
     winnow_env,
 )
-from tests.test_code_sft_flow import TOPICS, script
+from tests.test_code_sft_flow import script
 from winnow.testing.llm_server import LLMTestServer
 
 pytestmark = pytest.mark.slow
-
-
-def run_args(tmp: Path, url: str, out: Path) -> list[str]:
-    topics = tmp / "topics.txt"
-    topics.write_text("\n".join(TOPICS) + "\n")
-    sets = {
-        "topics_file": str(topics),
-        "n_problems": "7",
-        "difficulties": '["easy"]',
-        "n_solutions": "2",
-        "max_revision_rounds": "1",
-        "sandbox": "bwrap",
-        "shard_size": "3",
-        "concurrency": "2",
-    }
-    args = ["code-sft", "--provider", "openai-compatible", "--base-url", url]
-    args += ["--model", "test-model", "--out", str(out)]
-    for key, value in sets.items():
-        args += ["--set", f"{key}={value}"]
-    return args
 
 
 class Attempts:
@@ -67,7 +48,7 @@ class Attempts:
 
     def __init__(self, server: LLMTestServer, project: Path, api: str, out: Path) -> None:
         self.server, self.project, self.api, self.out = server, project, api, out
-        self.args = run_args(project.parent, server.base_url, out)
+        self.args = code_sft_args(project.parent, server.base_url, out)
         self.log: list[dict] = []
 
     def run(self, kill_at: str | None = None, kill_after_answers: int | None = None) -> int:
@@ -107,29 +88,20 @@ class Attempts:
 
 
 def test_killed_again_and_again_resumes_to_the_same_dataset(
-    tmp_path: Path, prefect_api_url: str
+    tmp_path: Path, prefect_api_url: str, code_sft_reference: dict
 ) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"kill timing seed: {seed}")
+    expected, ref_keys = code_sft_reference["view"], code_sft_reference["keys"]
     s = script()
     s.latency_ms = 60
     with LLMTestServer(s) as server:
-        # The uninterrupted reference run, in a project of its own.
-        ref_out = tmp_path / "reference"
-        reference = Attempts(server, tmp_path / "ref-project", prefect_api_url, ref_out)
-        reference.run()
-        ref_answers = reference.log[0]["answers"]
-        # The journal maps exactly onto what the server answered (the key mapping holds).
-        assert reference.log[0]["journal_after"] == set(ref_answers)
-        expected = dataset_view(ref_out)
-        assert expected["dataset.jsonl"], "the reference run kept nothing"
-
         out = tmp_path / "out"
         runs = Attempts(server, tmp_path / "project", prefect_api_url, out)
         # 1. a random moment while problems and solutions are being answered
         runs.run(kill_after_answers=rng.randint(2, 12))
-        assert 0 < len(runs.log[-1]["journal_after"]) < len(ref_answers)
+        assert 0 < len(runs.log[-1]["journal_after"]) < len(ref_keys)
         assert not out.exists()
         # 2. in the sandbox stage: a shard's code ran, its output is not written yet
         runs.run(kill_at="shard.execute")
@@ -154,7 +126,7 @@ def test_killed_again_and_again_resumes_to_the_same_dataset(
     total: Counter[str] = Counter()
     for attempt in runs.log:
         total += attempt["answers"]
-    assert set(total) == set(ref_answers)
+    assert set(total) == ref_keys
     for key, n in total.items():
         unjournaled_kills = sum(
             1

@@ -23,6 +23,7 @@ import pytest
 from tasks.llm.base import ChatRequest, EndpointDown, Message
 from tests.faults_support import (
     ROOT,
+    code_sft_args,
     dataset_view,
     finish,
     journal_wire_keys,
@@ -30,7 +31,6 @@ from tests.faults_support import (
     winnow_env,
 )
 from tests.test_code_sft_flow import script
-from tests.test_faults_kill_resume import run_args
 from winnow.testing.llm_server import LLMTestServer, Script
 
 
@@ -119,8 +119,9 @@ class ServerProcess:
 
 @pytest.mark.slow
 def test_server_killed_mid_run_then_waited_for_or_resumed(
-    tmp_path: Path, prefect_api_url: str
+    tmp_path: Path, prefect_api_url: str, code_sft_reference: dict
 ) -> None:
+    expected = code_sft_reference["view"]
     s = script()
     s.latency_ms = 150
     s.concurrency = 2
@@ -128,22 +129,10 @@ def test_server_killed_mid_run_then_waited_for_or_resumed(
     script_file.write_text(s.model_dump_json())
     server = ServerProcess(script_file, free_port())
     try:
-        # Reference: an uninterrupted run, on a server of its own.
-        with LLMTestServer(script()) as ref_server:
-            ref_out = tmp_path / "reference"
-            ref = start_run(
-                run_args(tmp_path, ref_server.base_url, ref_out),
-                winnow_env(tmp_path / "ref-project", prefect_api_url),
-            )
-            code, _, err = finish(ref)
-            assert code == 0, err[-3000:]
-        expected = dataset_view(ref_out)
-        assert expected["dataset.jsonl"]
-
         # A: the server dies mid-run and is back 3 s later: the run waits and completes.
         server.start()
         project_a, out_a = tmp_path / "project-a", tmp_path / "out-a"
-        args_a = run_args(tmp_path, server.url, out_a)
+        args_a = code_sft_args(tmp_path, server.url, out_a)
         run = start_run(args_a, winnow_env(project_a, prefect_api_url))
         server.wait_answers(6, run)
         server.kill()
@@ -159,7 +148,7 @@ def test_server_killed_mid_run_then_waited_for_or_resumed(
         # B: the server dies and stays down past the bound: one clear line, exit 3,
         # nothing published; once it is back, a second run resumes to the same dataset.
         project_b, out_b = tmp_path / "project-b", tmp_path / "out-b"
-        args_b = run_args(tmp_path, server.url, out_b) + ["--set", "llm_max_outage_s=3"]
+        args_b = code_sft_args(tmp_path, server.url, out_b) + ["--set", "llm_max_outage_s=3"]
         before = server.stats()["completed"]
         run = start_run(args_b, winnow_env(project_b, prefect_api_url))
         server.wait_answers(before + 6, run)
@@ -185,3 +174,14 @@ def test_server_killed_mid_run_then_waited_for_or_resumed(
         assert not set(server.stats()["by_request"]) & journaled
     finally:
         server.kill()
+
+
+def test_a_shard_is_not_retried_while_its_endpoint_is_down() -> None:
+    """Prefect retries a failed shard, except when the client already waited out the
+    outage bound: retrying then would only wait again."""
+    from prefect.states import Failed
+
+    from tasks.stage import _worth_retrying
+
+    assert not _worth_retrying(None, None, Failed(data=EndpointDown("down")))
+    assert _worth_retrying(None, None, Failed(data=ValueError("flaky")))
