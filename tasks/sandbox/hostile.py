@@ -427,22 +427,16 @@ def format_matrix(results: list[CaseResult], unavailable: dict[str, str] | None 
     backends = sorted({r.backend for r in results} | set(unavailable))
     cell = {(r.case, r.backend): "contained" if r.ok else "ESCAPED" for r in results}
     cases = list(dict.fromkeys(r.case for r in results)) or [c.name for c in HOSTILE_CASES]
+
+    def status(case: str, backend: str) -> str:
+        return "unavailable" if backend in unavailable else cell.get((case, backend), "-")
+
+    def contained(backend: str) -> str:
+        return f"{sum(cell.get((c, backend)) == 'contained' for c in cases)}/{len(cases)}"
+
     rows = [("case", *backends)]
-    for case in cases:
-        rows.append(
-            (
-                case,
-                *(
-                    cell.get((case, b), "unavailable" if b in unavailable else "-")
-                    for b in backends
-                ),
-            )
-        )
-    totals = []
-    for b in backends:
-        mine = [r for r in results if r.backend == b]
-        totals.append(f"{sum(r.ok for r in mine)}/{len(cases)}" if b not in unavailable else "0")
-    rows.append(("contained", *totals))
+    rows += [(case, *(status(case, b) for b in backends)) for case in cases]
+    rows.append(("contained", *(contained(b) for b in backends)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
