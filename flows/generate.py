@@ -11,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks import prompts
 from tasks.generation import GENERATE, GenerateConfig, llm_config
 from tasks.jsonl import check_jsonl, iter_jsonl
 from tasks.llm.base import ProviderKind, ProviderSpec
 from tasks.pipeline import Run
+from tasks.runners import RuntimeParams
 from tasks.stage import write_input_shards
 from tasks.store.publish import write_jsonl_atomic
 from tasks.store.shards import iter_shards
 
 
-class GenerateParams(BaseModel):
+class GenerateParams(RuntimeParams):
     """Parameters of `winnow generate` (and of its form in the Prefect UI)."""
 
     prompt: str = Field("instruction", description="template name in prompts/ (or a .toml path)")
@@ -87,7 +88,8 @@ def generate_flow(params: GenerateParams) -> dict[str, Any]:
     template, config, n_rows = prepare(params)
     run = Run("generate", params)
     try:
-        shards = write_input_shards(_indexed(params.input), params.shard_size, "generate")
+        with run.location.active():  # inputs go to the run's storage too
+            shards = write_input_shards(_indexed(params.input), params.shard_size, "generate")
         output = run.stage(GENERATE, shards, config)
         run.gate(output, "generate.completions")
         write_jsonl_atomic(Path(params.out), _in_input_order(output.shards))

@@ -3,12 +3,23 @@
 A recipe module in ``flows/`` defines one Prefect flow whose single argument is a
 pydantic parameters model; registering it here makes it runnable as
 ``winnow run NAME`` and servable as a deployment.
+
+A recipe registers itself by declaring, at module level in ``flows/<module>.py``::
+
+    RECIPE = Recipe(name="my-recipe", module=__name__, flow_attr="my_recipe",
+                    params_path="tasks.my_recipe.recipe:MyRecipeParams", summary="...")
+
+The declarations are read from the source (``ast``), not imported: importing a flow
+module costs Prefect's import, and listing recipes must stay cheap. The recipes below
+are listed by hand (they predate discovery); both end up in ``RECIPES``.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -56,6 +67,46 @@ RECIPES: dict[str, Recipe] = {
         ),
     ]
 }
+
+
+def _declared(path: Path) -> Recipe | None:
+    """The ``RECIPE = Recipe(...)`` declared in a flow module's source, or None. Its
+    arguments must be literals (``module`` may be ``__name__``)."""
+    module = f"flows.{path.stem}"
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        if not (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["RECIPE"]
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "Recipe"
+        ):
+            continue
+
+        def value(arg: ast.expr) -> str:
+            if isinstance(arg, ast.Name) and arg.id == "__name__":
+                return module
+            return ast.literal_eval(arg)
+
+        call = node.value
+        return Recipe(
+            *[value(a) for a in call.args], **{k.arg: value(k.value) for k in call.keywords}
+        )  # type: ignore[misc]
+    return None
+
+
+def discover(directory: Path | None = None) -> dict[str, Recipe]:
+    """Recipes declared with ``RECIPE = Recipe(...)`` in ``flows/*.py``."""
+    found: dict[str, Recipe] = {}
+    for path in sorted((directory or Path(__file__).parent).glob("*.py")):
+        if path.stem.startswith("_") or path.stem == "registry":
+            continue
+        recipe = _declared(path)
+        if recipe is not None:
+            found[recipe.name] = recipe
+    return found
+
+
+RECIPES.update({n: r for n, r in discover().items() if n not in RECIPES})
 
 
 class UnknownRecipe(ValueError):

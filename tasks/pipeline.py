@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -21,9 +21,12 @@ from pydantic import BaseModel
 
 from tasks.gates import gx
 from tasks.killpoints import kill_point
+from tasks.runners import make_task_runner, runtime_of, shared_api
 from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
+from tasks.store import fsio
 from tasks.store.catalog import Catalog
 from tasks.store.shards import iter_shards, read_frame
+from winnow.paths import Location
 
 log = logging.getLogger("winnow")
 
@@ -58,6 +61,15 @@ class Run:
 
     def __init__(self, recipe: str, params: BaseModel, round_: int = 0) -> None:
         self.info = RunInfo(run_id=new_run_id(recipe), recipe=recipe, round=round_)
+        runtime = runtime_of(params)
+        if runtime.storage:
+            fsio.check(runtime.storage)
+        self.location = Location.here(runtime.storage)
+        # Built now so a missing package is reported before any work; started (a cluster
+        # created or joined) at the first stage, stopped when the run finishes.
+        self._task_runner = make_task_runner(runtime)
+        self._runner_stack = ExitStack()
+        self._runner_started = False
         self.catalog = Catalog()
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
@@ -76,13 +88,22 @@ class Run:
 
     def stage(self, stage: Stage, shards: list[ShardRef], config: Any) -> StageOutput:
         """Run a stage over shards and record what went in, out, and why rows left."""
-        output = run_stage(stage, shards, config, self.info)
+        runner = self._started_runner()
+        with shared_api() if runner is not None else nullcontext():
+            output = run_stage(stage, shards, config, self.info, runner, self.location)
         self._record(output)
         return output
 
+    def _started_runner(self) -> Any:
+        if self._task_runner is not None and not self._runner_started:
+            self._runner_stack.enter_context(self._task_runner)
+            self._runner_started = True
+        return self._task_runner
+
     def global_stage(self, stage: GlobalStage, shards: list[ShardRef], config: Any) -> StageOutput:
         """Run a whole-dataset step (dedup, balance) and record it like any stage."""
-        output = run_global(stage, shards, config, self.info)
+        with self.location.active():
+            output = run_global(stage, shards, config, self.info)
         self._record(output)
         return output
 
@@ -178,15 +199,19 @@ class Run:
 
     @contextmanager
     def guard(self, out: str | None = None) -> Iterator[None]:
-        """Finish the run as completed, or as failed with the error, whatever happens."""
+        """Finish the run as completed, or as failed with the error, whatever happens.
+        Inside it, shards (inputs included) go to the run's storage."""
         try:
-            yield
+            with self.location.active():
+                yield
         except BaseException as exc:
             self.finish("failed", out=out, error=f"{type(exc).__name__}: {exc}")
             raise
         self.finish("completed", out=out)
 
     def finish(self, status: str, out: str | None = None, error: str | None = None) -> None:
+        self._runner_stack.close()  # a temporary cluster goes away with the run
+        self._runner_started = False
         self.catalog.finish_run(self.run_id, status=status, out_dir=out, error=error)
         if status == "completed":
             _summary_artifacts(self)

@@ -3,7 +3,8 @@
 Stages report to whatever reporter the process installed: the CLI installs a rich
 progress bar; a run started from the Prefect UI has none and logs a line per stage
 instead. Tasks run in threads of the flow's process, so one process-wide reporter sees
-them all.
+them all; on a Dask or Ray cluster (``task_runner``) the flow's process counts whole
+shards as they come back, and the workers' own counts go nowhere.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ import duckdb
 
 from tasks.pipeline import Run
 from tasks.stage import StageOutput
+from tasks.store import fsio
 from tasks.store.publish import publish
+from tasks.store.publish_url import publish_to_url
 
 
 def rejected_rows(outputs: Iterable[StageOutput]) -> Iterator[dict[str, Any]]:
@@ -61,6 +63,7 @@ def preference_pairs(
     if not kept_files or not rej_files:
         return
     con = duckdb.connect()
+    fsio.register_with_duckdb(con, [*kept_files, *rej_files])  # shards behind a URL
     try:
         cursor = con.execute(
             f"""
@@ -120,7 +123,10 @@ def publish_recipe(
         **(extra or {}),
         "funnel.json": funnel,
     }
-    publish(out_dir, files)
+    if fsio.is_remote(out_dir):
+        publish_to_url(out_dir, files)
+    else:
+        publish(out_dir, files)
     _register_kept(run, final)
     run.examples_artifact(
         [to_example(r) for r in islice(final.kept_rows(), 3)],

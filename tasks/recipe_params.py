@@ -1,14 +1,16 @@
 """Parameters every LLM recipe shares: the generator and the judge, each a provider and a
-model, the judge defaulting to the generator."""
+model, the judge defaulting to the generator; and where shards run and live (from
+``RuntimeParams``: task_runner, dask_address, storage...)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.llm.base import ProviderKind, ProviderSpec
+from tasks.runners import RuntimeParams
 
 
-class ProviderParams(BaseModel):
+class ProviderParams(RuntimeParams):
     provider: ProviderKind = Field("local", description="generator provider")
     model: str = Field("", description="generator model (empty: the provider's default)")
     base_url: str | None = Field(None, description="generator server URL (openai-compatible)")
@@ -47,3 +49,12 @@ class ProviderParams(BaseModel):
             timeout_s=self.llm_timeout_s,
             max_outage_s=self.llm_max_outage_s,
         )
+
+    def check_providers(self) -> None:
+        """Ask the generator's and the judge's provider (once when they are the same)
+        whether they answer, before any paid request."""
+        from tasks.clients import client_for
+
+        gen, judge = self.generator(), self.judge()
+        for spec in {gen.model_dump_json(): gen, judge.model_dump_json(): judge}.values():
+            client_for(spec).check()

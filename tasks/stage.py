@@ -17,12 +17,12 @@ import hashlib
 import inspect
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -30,8 +30,9 @@ from pydantic import BaseModel, Field
 from tasks import progress
 from tasks.killpoints import kill_point
 from tasks.llm.base import ChatResult
+from tasks.store import fsio
 from tasks.store.shards import iter_shards, read_shard, write_shard
-from winnow.paths import state_dir
+from winnow.paths import Location, shard_root
 
 
 class ShardRef(BaseModel):
@@ -51,9 +52,12 @@ class RunInfo(BaseModel):
 class StageContext(BaseModel):
     run: RunInfo
     stage: str
+    # False on Dask/Ray workers: the flow's process counts whole shards as they finish.
+    report: bool = True
 
     def progress(self, n: int = 1) -> None:
-        progress.current().advance(self.stage, n)
+        if self.report:
+            progress.current().advance(self.stage, n)
 
 
 class StageResult(BaseModel):
@@ -140,6 +144,7 @@ class ShardOutput(BaseModel):
     complete: bool = True
     reused: bool = False
     n_in: int | None = None
+    worker: str = ""  # host:pid of the process that made the shard
 
     @property
     def units_in(self) -> int:
@@ -211,26 +216,35 @@ def shard_key(stage: Stage, config: Any, shard: ShardRef) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _write(rows: list[dict[str, Any]], path: Path) -> ShardRef:
+def _write(rows: list[dict[str, Any]], path: str) -> ShardRef:
     info = write_shard(rows, path)
     return ShardRef(path=str(path), rows=len(rows), fingerprint=info.fingerprint)
+
+
+def _write_marker(marker: str, output: BaseModel) -> None:
+    """The completion marker, written last and whole: its presence means "done"."""
+    fsio.write_text(marker, output.model_dump_json())
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def write_input_shards(
     rows: Iterable[dict[str, Any]], shard_size: int, name: str
 ) -> list[ShardRef]:
     """Split a stream of rows into content-addressed Parquet shards (memory: one shard)."""
-    directory = state_dir() / "inputs" / name
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = fsio.join(shard_root(), "inputs", name)
+    fsio.makedirs(directory)
     refs: list[ShardRef] = []
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
         fp = fingerprint_rows(batch)
-        path = directory / f"{fp[:32]}.parquet"
-        if not path.exists():
+        path = fsio.join(directory, f"{fp[:32]}.parquet")
+        if not fsio.exists(path):
             write_shard(batch, path)
-        refs.append(ShardRef(path=str(path), rows=len(batch), fingerprint=fp))
+        refs.append(ShardRef(path=path, rows=len(batch), fingerprint=fp))
 
     for row in rows:
         batch.append(row)
@@ -245,34 +259,39 @@ def write_input_shards(
 # --- running ------------------------------------------------------------------------------
 
 
-def run_shard(stage: Stage, shard: ShardRef, config: Any, run: RunInfo) -> ShardOutput:
-    """Run one stage over one shard, or reuse the output a previous attempt finished."""
+def run_shard(
+    stage: Stage, shard: ShardRef, config: Any, run: RunInfo, report: bool = True
+) -> ShardOutput:
+    """Run one stage over one shard, or reuse the output a previous attempt finished.
+
+    Everything it needs comes in its arguments and the active :class:`Location`, so it
+    runs the same in a thread of the flow's process or on a Dask or Ray worker."""
     key = shard_key(stage, config, shard)
-    directory = state_dir() / "shards" / stage.name / key
-    marker = directory / "_DONE.json"
-    if marker.exists():
-        done = ShardOutput.model_validate_json(marker.read_text())
+    directory = fsio.join(shard_root(), "shards", stage.name, key)
+    marker = fsio.join(directory, "_DONE.json")
+    if fsio.exists(marker):
+        done = ShardOutput.model_validate_json(fsio.read_text(marker))
         if done.complete:
-            progress.current().advance(stage.name, shard.rows)
+            if report:
+                progress.current().advance(stage.name, shard.rows)
             return done.model_copy(update={"reused": True})
 
     rows = read_shard(shard.path)
-    result = stage.fn(rows, config, StageContext(run=run, stage=stage.name))
+    result = stage.fn(rows, config, StageContext(run=run, stage=stage.name, report=report))
     kill_point(f"shard.{stage.name}")
-    directory.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(directory)
     output = ShardOutput(
         stage=stage.name,
         key=key,
         input=shard,
-        kept=_write(result.kept, directory / "kept.parquet"),
-        rejected=_write(result.rejected, directory / "rejected.parquet"),
-        calls=_write(result.calls, directory / "calls.parquet"),
+        kept=_write(result.kept, fsio.join(directory, "kept.parquet")),
+        rejected=_write(result.rejected, fsio.join(directory, "rejected.parquet")),
+        calls=_write(result.calls, fsio.join(directory, "calls.parquet")),
         complete=not any(c.get("error") for c in result.calls),
         n_in=result.n_in,
+        worker=worker_name(),
     )
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(output.model_dump_json())
-    os.replace(tmp, marker)
+    _write_marker(marker, output)
     return output
 
 
@@ -302,8 +321,18 @@ def _shard_task():
         persist_result=False,
         log_prints=False,
     )
-    def stage_shard(stage: Stage, shard: ShardRef, config: Any, run: RunInfo) -> ShardOutput:
-        return run_shard(stage, shard, config, run)
+    def stage_shard(
+        stage: Stage,
+        shard: ShardRef,
+        config: Any,
+        run: RunInfo,
+        location: Location | None = None,
+        report: bool = True,
+    ) -> ShardOutput:
+        if location is None:
+            return run_shard(stage, shard, config, run, report)
+        with location.active():
+            return run_shard(stage, shard, config, run, report)
 
     return stage_shard
 
@@ -311,27 +340,80 @@ def _shard_task():
 _TASK = None
 
 
-def run_stage(stage: Stage, shards: list[ShardRef], config: Any, run: RunInfo) -> StageOutput:
-    """Map a stage over shards: as Prefect task runs inside a flow, plainly outside one."""
+def shard_task() -> Any:
+    """The Prefect task that runs one shard (one per process)."""
     global _TASK
+    if _TASK is None:
+        _TASK = _shard_task()
+    return _TASK
+
+
+def run_stage(
+    stage: Stage,
+    shards: list[ShardRef],
+    config: Any,
+    run: RunInfo,
+    task_runner: Any = None,
+    location: Location | None = None,
+) -> StageOutput:
+    """Map a stage over shards: as Prefect task runs inside a flow, plainly outside one.
+
+    ``task_runner`` (a started Prefect task runner, e.g. Dask or Ray) sends the shards
+    there instead of to the flow's own runner; the flow's process then counts progress
+    by whole shards, since the workers' counters are out of its reach."""
     from prefect.context import FlowRunContext
 
+    location = location or Location.here()
     reporter = progress.current()
     reporter.start(stage.name, sum(s.rows for s in shards))
     try:
         if FlowRunContext.get() is None:
-            outputs = [run_shard(stage, s, config, run) for s in shards]
-        else:
-            if _TASK is None:
-                _TASK = _shard_task()
+            with location.active():
+                outputs = [run_shard(stage, s, config, run) for s in shards]
+        elif task_runner is None:
             futures: list[Future] = [
-                _TASK.with_options(task_run_name=f"{stage.name}[{i}]").submit(stage, s, config, run)
+                shard_task()
+                .with_options(task_run_name=f"{stage.name}[{i}]")
+                .submit(stage, s, config, run, location)
                 for i, s in enumerate(shards)
             ]
             outputs = [f.result() for f in futures]
+        else:
+            outputs = _run_on(task_runner, stage, shards, config, run, location)
     finally:
         reporter.finish(stage.name)
     return StageOutput(stage=stage.name, shards=outputs)
+
+
+def _run_on(
+    task_runner: Any,
+    stage: Stage,
+    shards: list[ShardRef],
+    config: Any,
+    run: RunInfo,
+    location: Location,
+) -> list[ShardOutput]:
+    from prefect.futures import as_completed
+
+    reporter = progress.current()
+    index = {}
+    for i, s in enumerate(shards):
+        task = shard_task().with_options(task_run_name=f"{stage.name}[{i}]")
+        parameters = {
+            "stage": stage,
+            "shard": s,
+            "config": config,
+            "run": run,
+            "location": location,
+            "report": False,
+        }
+        index[task_runner.submit(task, parameters=parameters)] = i
+    outputs: list[ShardOutput | None] = [None] * len(shards)
+    for future in as_completed(list(index)):
+        i = index[future]
+        outputs[i] = future.result()
+        reporter.advance(stage.name, shards[i].rows)
+    return [o for o in outputs if o is not None]
 
 
 # --- whole-dataset steps ------------------------------------------------------------------
@@ -365,24 +447,25 @@ def run_global(
         fingerprint=hashlib.sha256("".join(s.fingerprint for s in shards).encode()).hexdigest(),
     )
     key = shard_key(stage, config, combined)  # type: ignore[arg-type]
-    directory = state_dir() / "shards" / stage.name / key
-    marker = directory / "_DONE.json"
+    directory = fsio.join(shard_root(), "shards", stage.name, key)
+    marker = fsio.join(directory, "_DONE.json")
     reporter = progress.current()
     reporter.start(stage.name, combined.rows)
-    if marker.exists():
+    if fsio.exists(marker):
         reporter.finish(stage.name)
-        done = StageOutput.model_validate_json(marker.read_text())
+        done = StageOutput.model_validate_json(fsio.read_text(marker))
         return done.model_copy(
             update={"shards": [s.model_copy(update={"reused": True}) for s in done.shards]}
         )
 
-    directory.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(directory)
     buffers: dict[str, list[dict[str, Any]]] = {"kept": [], "rejected": []}
     written: dict[str, list[ShardRef]] = {"kept": [], "rejected": []}
 
     def flush(kind: str) -> None:
         rows = buffers[kind]
-        written[kind].append(_write(rows, directory / f"{kind}-{len(written[kind]):05d}.parquet"))
+        name = f"{kind}-{len(written[kind]):05d}.parquet"
+        written[kind].append(_write(rows, fsio.join(directory, name)))
         buffers[kind] = []
 
     def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -401,7 +484,7 @@ def run_global(
     reporter.finish(stage.name)
 
     # One ShardOutput per written pair, the input counted once, on the first.
-    empty = _write([], directory / "calls.parquet")
+    empty = _write([], fsio.join(directory, "calls.parquet"))
     n = max(len(written["kept"]), len(written["rejected"]))
     outputs = []
     for i in range(n):
@@ -418,11 +501,9 @@ def run_global(
             )
         )
     output = StageOutput(stage=stage.name, shards=outputs)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(output.model_dump_json())
-    os.replace(tmp, marker)
+    _write_marker(marker, output)
     return output
 
 
-def _empty_ref(directory: Path, kind: str, i: int) -> ShardRef:
-    return _write([], directory / f"{kind}-{i:05d}-empty.parquet")
+def _empty_ref(directory: str, kind: str, i: int) -> ShardRef:
+    return _write([], fsio.join(directory, f"{kind}-{i:05d}-empty.parquet"))

@@ -194,3 +194,68 @@ def test_a_killed_process_resumes_its_submitted_batch(api, project_dir: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert server.batch.batch_stats.batches_created == 1
+
+
+def test_batched_json_answers_that_do_not_fit_are_re_asked_in_a_second_batch(
+    monkeypatch, project_dir: Path
+) -> None:
+    """Live and batched structured answers follow one rule: a bad one is asked again."""
+    from pydantic import BaseModel as Model
+
+    from tasks.llm.batch import complete_json
+
+    class Answer(Model):
+        value: int
+
+    script = Script(
+        rules=[
+            # the re-ask repeats the first answer and the validation error: answer it well
+            Rule(pattern=r"assistant: not json.*could not be used", replies=['{"value": 2}']),
+            Rule(pattern=r"say one", replies=['{"value": 1}']),
+            Rule(pattern=r"say two", replies=["not json"]),
+            Rule(pattern=r"say three", replies=['{"value": "three"}'], then="last"),
+        ]
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    server = OpenAIBatchServer(script, BatchBehaviour()).start()
+    try:
+        spec = ProviderSpec(kind="openai", model="test-model", base_url=server.base_url)
+        requests = [req("say one"), req("say two"), req("say three")]
+        out = complete_json(spec, requests, Answer, batch=FAST, label="q", max_reasks=2)
+        assert [r.value for r in out] == [{"value": 1}, {"value": 2}, None]
+        assert [r.attempts for r in out] == [1, 2, 3]  # three never fits: 2 re-asks, then no
+        assert "value" in (out[2].error or "")
+        # one batch for the first answers, then one per re-ask round with the failures only
+        stats = server.batch.batch_stats
+        assert stats.batches_created == 3
+        assert sum(stats.batched.values()) == 3 + 2 + 1
+    finally:
+        server.stop()
+
+
+def test_a_batch_created_but_not_saved_is_found_not_paid_again(
+    monkeypatch, project_dir: Path
+) -> None:
+    """The process died between creating the batch and saving its id: OpenAI batches
+    carry the job in their metadata, so the restart finds and adopts the batch."""
+    from tasks.clients import client_for
+    from tasks.llm.batch import adapter_for, job_key
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    server = OpenAIBatchServer(SCRIPT, BatchBehaviour()).start()
+    try:
+        spec = ProviderSpec(kind="openai", model="test-model", base_url=server.base_url)
+        client = client_for(spec)
+        client.check()
+        requests = [req("say one"), req("say two")]
+        pending = {client.key(r): r for r in requests}
+        # what a killed run left behind: a batch on the server, no state file
+        job = job_key("t", client.name, client.model, list(pending))
+        orphan = adapter_for(client).submit(list(pending.items()), job, batches_dir())
+        assert not (batches_dir() / f"{job}.json").exists()
+        results = complete_many_batched(spec, requests, label="t", settings=FAST)
+        assert [r.text for r in results] == ["ok", "ok"]
+        assert server.batch.batch_stats.batches_created == 1  # the orphan, adopted
+        assert json.loads((batches_dir() / f"{job}.json").read_text())["batch_id"] == orphan
+    finally:
+        server.stop()

@@ -49,8 +49,8 @@ def script() -> Script:
         Rule(
             pattern=JUDGE + r"\[P1-multi_hop\]",
             replies=[
-                vote(False, "The passage never says who designed the lighthouse."),
-                vote(False, "The designer is not in the passage."),
+                vote(False, "The passage never says Agnes Holm built the lighthouse."),
+                vote(False, "Agnes Holm was its keeper, not its builder."),
                 YES,
             ],
         ),
@@ -61,7 +61,9 @@ def script() -> Script:
         Rule(pattern=r"Question: \[P1-factual\]", replies=["It stands 34 metres tall."]),
         Rule(
             pattern=r"Question: \[P1-multi_hop\]",
-            replies=["It was designed by Robert Stevenson in 1864."],
+            # every word and number is in the passage (so it passes the grounding check
+            # by code), but the relation is wrong: only the judge can see it
+            replies=["Agnes Holm built the lighthouse from granite in four years."],
         ),
         Rule(
             pattern=r"Question: \[P1-unanswerable\]",
@@ -157,7 +159,7 @@ def check_outcome(out: Path) -> dict:
     assert malformed["detail"]["raw"]  # the judge's raw text is kept
     dropped = reasons[("filter", "P1-multi_hop")]
     assert dropped["reason"].startswith("adherence 0.33 < 0.67")
-    assert "designe" in dropped["reason"]  # the majority's (no) explanation
+    assert "Agnes Holm" in dropped["reason"]  # the majority's (no) explanation
     assert dropped["detail"]["adherence"] == pytest.approx(0.3333, abs=1e-3)
 
     funnel = json.loads((out / "funnel.json").read_text())

@@ -201,7 +201,7 @@ def test_the_adherence_command_scores_stdin_rows(project_dir) -> None:
         result = CliRunner().invoke(
             app,
             ["adherence", "--provider", "openai-compatible", "--model", "test-model",
-             "--base-url", server.base_url, "--judges", "3"],
+             "--base-url", server.base_url, "--judges", "3", "--grounding-min-share", "0"],
             input="\n".join(json.dumps(r) for r in rows) + "\n",
         )  # fmt: skip
         assert result.exit_code == 0, result.output

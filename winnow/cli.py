@@ -17,6 +17,7 @@ from winnow.commands import (  # noqa: E402
     curate,
     generate,
     model,
+    new_recipe,
     rounds,
     run,
     runs,
@@ -39,6 +40,7 @@ run.register(app)
 curate.register(app)
 adherence.register(app)
 rounds.register(app)
+new_recipe.register(app)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ class PHPTranslationParams(ProviderParams):
     faithfulness: Literal["reject", "record"] = Field(
         "reject", description="reject: an unfaithful verdict drops the row; record: keep it"
     )
-    sandbox: SandboxKind = "auto"
+    sandbox: SandboxKind = Field("auto", description="where code runs: auto, docker or bwrap")
     timeout_s: float = Field(10.0, gt=0, le=600, description="wall time per execution")
     memory_mb: int = Field(512, ge=64, le=16384, description="memory per execution")
     max_tokens: int = Field(700, ge=64, le=32768, description="per translation or revision")

@@ -36,15 +36,21 @@ class CodeSFTParams(CurationParams, ProviderParams):
     snippets: str | None = Field(
         None, description="file or folder of code snippets to seed problems"
     )
-    difficulties: list[str] = Field(["easy", "medium"], min_length=1)
+    difficulties: list[str] = Field(
+        ["easy", "medium"], min_length=1, description="difficulty levels, used in turn"
+    )
     n_solutions: int = Field(4, ge=1, le=64, description="candidate solutions per problem (N)")
     max_revision_rounds: int = Field(2, ge=0, le=10, description="revision rounds (K)")
     min_judge_score: int = Field(2, ge=0, le=2, description="judge passes needed of 2")
-    lint_policy: Literal["revise", "reject", "report"] = "revise"
-    sandbox: SandboxKind = "auto"
+    lint_policy: Literal["revise", "reject", "report"] = Field(
+        "revise", description="lint findings: revise them, reject the candidate, or only report"
+    )
+    sandbox: SandboxKind = Field("auto", description="where code runs: auto, docker or bwrap")
     timeout_s: float = Field(10.0, gt=0, le=600, description="wall time per execution")
     memory_mb: int = Field(512, ge=64, le=16384, description="memory per execution")
-    solution_max_tokens: int = Field(600, ge=64, le=32768)
+    solution_max_tokens: int = Field(
+        600, ge=64, le=32768, description="output budget per solution or revision"
+    )
     shard_size: int = Field(16, ge=1, le=100_000, description="records per task run")
     seed: int = Field(0, description="base sampling seed")
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from tasks.llm.base import ChatRequest, ChatResult, Completion, ConfigError, ProviderSpec
 from tasks.llm.client import LLMClient
+from tasks.llm.structured import JsonResult, reask_request, validate
 from winnow.paths import state_dir
 
 log = logging.getLogger("winnow.batch")
@@ -81,6 +82,11 @@ class BatchAdapter(Protocol):
         ...
 
     def status(self, batch_id: str) -> BatchStatus: ...
+
+    def find(self, job: str) -> str | None:
+        """The id of a batch already created for ``job``, if the API can tell: the
+        process may have died between creating the batch and saving its id."""
+        ...
 
     def results(self, batch_id: str) -> dict[str, Completion | BatchError]:
         """Every custom id the API reports on; a missing id counts as failed."""
@@ -248,6 +254,20 @@ def _run_job(
     submitted anew, as the next round."""
     job = job_key(label, client.name, client.model, list(pending))
     state = load_job(job)
+    if state is None and (found := _find(adapter, job)):
+        state = JobState(
+            job=job,
+            label=label,
+            provider=client.name,
+            model=client.model,
+            batch_id=found,
+            custom_ids=list(pending),
+            submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            round=round_,
+        )
+        save_job(state)
+        log.warning("batch %s: found %s, created before its id was saved; not resubmitting",
+                    label, found)  # fmt: skip
     if state is None or state.ended:
         items = list(pending.items())
         batch_id = adapter.submit(items, job, batches_dir())
@@ -267,6 +287,14 @@ def _run_job(
         log.info("batch %s: resuming %s (submitted %s)", label, state.batch_id, state.submitted_at)
     _waiter(label, state.batch_id)(adapter, state.batch_id, settings, sleep)
     return state, adapter.results(state.batch_id)
+
+
+def _find(adapter: BatchAdapter, job: str) -> str | None:
+    try:
+        return adapter.find(job)
+    except Exception as exc:  # a lookup that fails must not stop a fresh submission
+        log.info("batch: could not look for an unsaved batch of %s: %s", job, exc)
+        return None
 
 
 _WAIT_TASK: Any = None
@@ -323,6 +351,57 @@ def complete(
     if batch is None:
         return client_for(spec).complete_many(requests, on_result=on_result)
     return complete_many_batched(spec, requests, label=label, settings=batch, on_result=on_result)
+
+
+def complete_json(
+    spec: ProviderSpec,
+    requests: Sequence[ChatRequest],
+    schema: type[BaseModel],
+    *,
+    batch: BatchSettings | None = None,
+    label: str = "",
+    max_reasks: int = 2,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[JsonResult]:
+    """Structured answers, live or batched, with the same re-ask rule: an answer that does
+    not fit ``schema`` is asked again with the validation error, up to ``max_reasks``
+    times. Batched, each re-ask round is one more batch job (``<label>-reask<n>``) holding
+    only the answers that failed, so a run of mostly valid answers pays for few re-asks.
+    ``on_result`` sees the first answers only (it drives progress)."""
+    from tasks.clients import client_for
+
+    if batch is None:
+        return client_for(spec).complete_json(
+            requests, schema, max_reasks=max_reasks, on_result=on_result
+        )
+    first = complete(spec, requests, batch=batch, label=label, on_result=on_result)
+    out = [_json_result(r, schema, [r]) for r in first]
+    current = list(requests)
+    for round_ in range(1, max_reasks + 1):
+        again = [i for i, r in enumerate(out) if r.results[-1].ok and r.error is not None]
+        if not again:
+            break
+        current = [
+            reask_request(current[i], out[i].raw or "", out[i].error or "", schema)
+            if i in set(again)
+            else current[i]
+            for i in range(len(current))
+        ]
+        answers = complete(
+            spec, [current[i] for i in again], batch=batch, label=f"{label}-reask{round_}"
+        )
+        for i, result in zip(again, answers, strict=True):
+            out[i] = _json_result(result, schema, [*out[i].results, result])
+    return out
+
+
+def _json_result(result: ChatResult, schema: type[BaseModel], results: list) -> JsonResult:
+    if not result.ok:
+        return JsonResult(raw=result.text, error=result.error, attempts=len(results),
+                          results=results)  # fmt: skip
+    value, error = validate(result.text or "", schema)
+    return JsonResult(value=value, raw=result.text, error=error, attempts=len(results),
+                      results=results)  # fmt: skip
 
 
 def write_jsonl(path: Path, lines: Sequence[dict]) -> Path:

@@ -41,6 +41,12 @@ class AnthropicBatchAdapter:
         write_jsonl(workdir / f"{job}.requests.jsonl", requests)
         return self._sdk.messages.batches.create(requests=requests).id  # type: ignore[arg-type]
 
+    def find(self, job: str) -> str | None:
+        """Message Batches carry no metadata to find a job's batch by, so a process killed
+        between creating a batch and saving its id submits it again on restart (the only
+        window in which a request can be paid twice)."""
+        return None
+
     def status(self, batch_id: str) -> BatchStatus:
         batch = self._sdk.messages.batches.retrieve(batch_id)
         state = "ended" if batch.processing_status == "ended" else "running"

@@ -20,6 +20,8 @@ from tasks.llm.client import LLMClient
 
 ENDPOINT = "/v1/chat/completions"
 ENDED = {"completed", "failed", "expired", "cancelled"}
+UNUSABLE = {"failed", "cancelling", "cancelled"}  # a found batch in these states is not adopted
+FIND_LIMIT = 100  # how many of the newest batches ``find`` looks through
 
 
 class OpenAIBatchAdapter:
@@ -52,6 +54,15 @@ class OpenAIBatchAdapter:
             metadata={"winnow_job": job},
         )
         return batch.id
+
+    def find(self, job: str) -> str | None:
+        """Batches carry ``metadata.winnow_job``: look through the newest ones."""
+        for n, batch in enumerate(self._sdk.batches.list(limit=FIND_LIMIT)):
+            if n >= FIND_LIMIT:
+                break
+            if (batch.metadata or {}).get("winnow_job") == job and batch.status not in UNUSABLE:
+                return batch.id
+        return None
 
     def status(self, batch_id: str) -> BatchStatus:
         batch = self._sdk.batches.retrieve(batch_id)

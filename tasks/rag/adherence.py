@@ -10,6 +10,10 @@ row has no score.
 Vote 0 of J is the same request as the only vote of J = 1, so scoring with J = 3 after
 J = 1 pays for two more votes, not three.
 
+Before any vote is paid for, a check by code (``tasks/rag/grounding.py``) looks for numbers
+and words the answer brings in from outside its context; an answer that fails it scores 0
+with that reason, and no judge is asked. ``grounding_min_share = 0`` turns the check off.
+
 Used by the recipe's adherence stage, by ``winnow adherence`` and by
 ``benchmarks/adherence.py``.
 """
@@ -26,6 +30,7 @@ from tasks.generation import LLMConfig, load_pinned
 from tasks.llm.base import ChatRequest, ChatResult
 from tasks.llm.batch import BatchSettings, complete
 from tasks.llm.structured import extract_json
+from tasks.rag.grounding import Grounding, check_grounding
 
 TEMPLATE = "rag_qa/judge"
 _YES = {"yes", "true", "supported", "y"}
@@ -38,6 +43,13 @@ _VERDICT = re.compile(
 class ChainPollConfig(BaseModel):
     llm: LLMConfig
     judges: int = Field(3, ge=1, le=10, description="independent judgements (J)")
+    grounding_min_share: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="check by code first: share of the answer's words found in the context, "
+        "and no number from outside it (0: off, every row goes to the judge)",
+    )
     batch: BatchSettings | None = None
 
 
@@ -52,6 +64,7 @@ class Adherence(BaseModel):
     score: float | None = None  # share of yes among readable votes, None if none
     explanation: str = ""
     votes: list[Vote] = Field(default_factory=list)
+    grounding: Grounding | None = None
 
     @property
     def n_valid(self) -> int:
@@ -62,6 +75,7 @@ class Adherence(BaseModel):
         return {
             "score": self.score,
             "explanation": self.explanation,
+            "grounding": self.grounding.model_dump() if self.grounding else None,
             "votes": [
                 {"supported": v.supported, "explanation": v.explanation, "error": v.error}
                 for v in self.votes
@@ -131,8 +145,12 @@ def score_rows(
     label: str = "adherence",
     on_row: Callable[[], None] | None = None,
 ) -> list[tuple[Adherence, list[ChatResult]]]:
-    """Score every row; returns (adherence, the J results) per row, in order."""
-    requests = [r for row in rows for r in judge_requests(row, config)]
+    """Score every row; returns (adherence, the J results) per row, in order. A row that
+    fails the grounding check scores 0 with no judge results (nothing was sent for it)."""
+    groundings = [grounding_of(row, config) for row in rows]
+    judged = [n for n, g in enumerate(groundings) if g is None or g.grounded]
+    position = {n: k for k, n in enumerate(judged)}
+    requests = [r for n in judged for r in judge_requests(rows[n], config)]
     j = config.judges
     done: dict[int, int] = {}
 
@@ -144,12 +162,27 @@ def score_rows(
     results = complete(
         config.llm.provider, requests, batch=config.batch, label=label, on_result=progress
     )
-    out = []
-    for n in range(len(rows)):
-        chunk = results[n * j : (n + 1) * j]
+    out: list[tuple[Adherence, list[ChatResult]]] = []
+    for n, grounding in enumerate(groundings):
+        if grounding is not None and not grounding.grounded:
+            if on_row:
+                on_row()
+            reason = f"not grounded: {grounding.reason()}"
+            out.append((Adherence(score=0.0, explanation=reason, grounding=grounding), []))
+            continue
+        k = position[n]
+        chunk = results[k * j : (k + 1) * j]
         votes = [
             parse_vote(r.text) if r.ok else Vote(error=f"judge request failed: {r.error}")
             for r in chunk
         ]
-        out.append((aggregate(votes), chunk))
+        out.append((aggregate(votes).model_copy(update={"grounding": grounding}), chunk))
     return out
+
+
+def grounding_of(row: dict[str, Any], config: ChainPollConfig) -> Grounding | None:
+    if config.grounding_min_share <= 0:
+        return None
+    return check_grounding(
+        row["context"], row["question"], row["answer"], config.grounding_min_share
+    )

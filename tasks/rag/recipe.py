@@ -61,6 +61,13 @@ class RAGQAParams(CurationParams, ProviderParams):
     )
     judges: int = Field(3, ge=1, le=10, description="ChainPoll judgements per answer (J)")
     threshold: float = Field(0.67, ge=0, le=1, description="minimum adherence kept")
+    grounding_min_share: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="before the judge, a check by code: share of the answer's words found in "
+        "the context, and no number from outside it (0: off)",
+    )
     judge_max_tokens: int = Field(120, ge=16, le=2048, description="judge output budget")
     batch: bool = Field(False, description="send LLM stages through the provider's batch API")
     batch_poll_s: float = Field(30.0, gt=0, description="first wait between batch polls")
@@ -132,6 +139,7 @@ def plan(params: RAGQAParams) -> Plan:
         adherence=ChainPollConfig(
             llm=llm_config(judge, JUDGE_TEMPLATE, seed=seed, max_tokens=params.judge_max_tokens),
             judges=params.judges,
+            grounding_min_share=params.grounding_min_share,
             batch=batch,
         ),
         filter=FilterConfig(threshold=params.threshold),

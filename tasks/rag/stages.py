@@ -9,19 +9,18 @@ a provider's batch API (``batch`` in its config), with the same results.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.clients import client_for
 from tasks.generation import LLMConfig, load_pinned, provenance
 from tasks.llm.base import ChatRequest, ChatResult
-from tasks.llm.batch import BatchSettings, complete
-from tasks.llm.structured import JsonResult, validate
+from tasks.llm.batch import BatchSettings, complete, complete_json
+from tasks.llm.structured import JsonResult
 from tasks.rag.adherence import ChainPollConfig, score_rows
 from tasks.rag.contexts import passage_id
+from tasks.rag.grounding import abstains
 from tasks.rag.kinds import KIND_INSTRUCTIONS, kind_for
 from tasks.stage import Stage, StageContext, StageResult
 
@@ -38,25 +37,10 @@ def ask_json(
     label: str,
     on_result: Callable[..., None] | None = None,
 ) -> list[JsonResult]:
-    """Structured answers: live requests re-ask when the JSON does not fit the schema;
-    batched ones are validated once (a re-ask would be another batch round)."""
-    if batch is None:
-        client = client_for(config.provider)
-        return client.complete_json(requests, schema, on_result=on_result)
-    out = []
-    for result in complete(
-        config.provider, requests, batch=batch, label=label, on_result=on_result
-    ):
-        if not result.ok:
-            out.append(
-                JsonResult(raw=result.text, error=result.error, attempts=1, results=[result])
-            )
-            continue
-        value, error = validate(result.text or "", schema)
-        out.append(
-            JsonResult(value=value, raw=result.text, error=error, attempts=1, results=[result])
-        )
-    return out
+    """Structured answers, live or through the batch API, re-asked when they do not fit."""
+    return complete_json(
+        config.provider, requests, schema, batch=batch, label=label, on_result=on_result
+    )
 
 
 # --- 1. passages ---------------------------------------------------------------------------
@@ -186,19 +170,6 @@ def questions_batch(
 
 
 # --- 3. answers ----------------------------------------------------------------------------
-
-_ABSTAIN = re.compile(
-    r"\b(context|passage|text)\b[^.]{0,40}\b(does not|doesn't|do not|not)\b[^.]{0,30}"
-    r"\b(say|state|mention|contain|provide|specify|include|give)"
-    r"|\bnot (mentioned|stated|specified|provided|given) in the (context|passage|text)"
-    r"|\bno information\b",
-    re.IGNORECASE,
-)
-
-
-def abstains(answer: str) -> bool:
-    """Does the answer say the context does not contain the answer?"""
-    return bool(_ABSTAIN.search(answer))
 
 
 class AnswersConfig(BaseModel):

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from tasks.records import Rejection, as_plain_dict
+from tasks.store import fsio
 from tasks.store.shards import ShardInfo
 from winnow.paths import catalog_path
 
@@ -806,7 +807,10 @@ class Catalog:
                 "WHERE run_id = ? AND stage = ? AND kind = ? ORDER BY path",
                 [full, stage, kind],
             ).fetchall()
-        return [ShardInfo(path=Path(p), rows=n, fingerprint=f or "") for p, n, f in rows]
+        return [
+            ShardInfo(path=p if fsio.is_remote(p) else Path(p), rows=n, fingerprint=f or "")
+            for p, n, f in rows
+        ]
 
     def record_lineage(self, run_id: str, record_id: str) -> list[dict[str, Any]]:
         """Every stage's registration of one record, with its provenance."""

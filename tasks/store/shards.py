@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from tasks.records import canonical_json
+from tasks.store import fsio
 
 if TYPE_CHECKING:  # pandas costs ~1 s to import; only read_frame needs it
     import pandas as pd
@@ -70,7 +71,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 class ShardInfo(BaseModel):
     """What ``write_shard`` wrote: where, how many rows, and the content fingerprint."""
 
-    path: Path
+    path: Path | str  # a str when the shard lives behind a URL (see tasks.store.fsio)
     rows: int
     fingerprint: str
     columns: list[str] = []
@@ -218,16 +219,24 @@ def write_shard(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str])
     """Write ``rows`` as one Parquet file at ``path``, atomically.
 
     The file appears at ``path`` complete or not at all (temp file + ``os.replace``); an
-    existing file there is replaced. Zero rows make a valid, empty shard.
+    existing file there is replaced. Zero rows make a valid, empty shard. ``path`` may be
+    an fsspec URL (``s3://...``): the file is then written in one piece.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
     plan = _Plan()
     plan.add(rows)
     kinds = plan.column_kinds()
     table = _encode(rows, kinds, plan.has_absent)
     table = table.replace_schema_metadata(_metadata(plan, kinds, plan.has_absent))
+    if fsio.is_remote(path):
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        fsio.write_bytes(str(path), buffer.getvalue().to_pybytes())
+        return ShardInfo(
+            path=str(path), rows=plan.rows, fingerprint=plan.fingerprint, columns=list(kinds)
+        )
+    path = fsio.local_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -300,11 +309,11 @@ def _read_meta(schema: pa.Schema) -> dict[str, Any]:
 
 def shard_info(path: str | os.PathLike[str]) -> ShardInfo:
     """Rows, columns and fingerprint of an existing shard, from its metadata alone."""
-    path = Path(path)
-    file_meta = pq.read_metadata(path)
+    with fsio.open_input(path) as source:
+        file_meta = pq.read_metadata(source)
     meta = _read_meta(file_meta.schema.to_arrow_schema())
     return ShardInfo(
-        path=path,
+        path=str(path) if fsio.is_remote(path) else fsio.local_path(path),
         rows=file_meta.num_rows,
         fingerprint=meta.get("fingerprint", ""),
         columns=meta.get("columns", []),
@@ -345,19 +354,20 @@ def iter_shards(
     With ``columns``, each record holds only those of them that the shard has.
     """
     for path in paths:
-        parquet = pq.ParquetFile(path)
-        meta = _read_meta(parquet.schema_arrow)
-        selected = _selected(meta, columns)
-        if parquet.metadata.num_rows == 0:
-            continue
-        for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=selected):
-            rows = batch.to_pylist()
-            if columns is not None:
-                wanted = set(columns)
-                for row in rows:
-                    if row.get(ABSENT_COLUMN):
-                        row[ABSENT_COLUMN] = [c for c in row[ABSENT_COLUMN] if c in wanted]
-            yield from _decode_rows(rows, meta["json_columns"])
+        with fsio.open_input(path) as source:
+            parquet = pq.ParquetFile(source)
+            meta = _read_meta(parquet.schema_arrow)
+            selected = _selected(meta, columns)
+            if parquet.metadata.num_rows == 0:
+                continue
+            for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=selected):
+                rows = batch.to_pylist()
+                if columns is not None:
+                    wanted = set(columns)
+                    for row in rows:
+                        if row.get(ABSENT_COLUMN):
+                            row[ABSENT_COLUMN] = [c for c in row[ABSENT_COLUMN] if c in wanted]
+                yield from _decode_rows(rows, meta["json_columns"])
 
 
 def read_shard(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -379,9 +389,10 @@ def read_frame(
     pandas_types = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     frames: list[pd.DataFrame] = []
     for path in paths:
-        parquet = pq.ParquetFile(path)
-        meta = _read_meta(parquet.schema_arrow)
-        table = parquet.read(columns=_selected(meta, columns))
+        with fsio.open_input(path) as source:
+            parquet = pq.ParquetFile(source)
+            meta = _read_meta(parquet.schema_arrow)
+            table = parquet.read(columns=_selected(meta, columns))
         if meta.get("absent_column") and meta["absent_column"] in table.column_names:
             table = table.drop_columns([meta["absent_column"]])
         json_columns = [c for c in meta["json_columns"] if c in table.column_names]

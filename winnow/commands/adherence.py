@@ -2,7 +2,8 @@
 
 Reads JSON Lines ``{"id", "context", "question", "answer"}`` and writes the same rows
 with ``adherence`` (share of the J judges voting "supported", 0 to 1) and ``supported``
-(adherence >= threshold), plus ``adherence_explanation`` (the majority's reasoning). A row
+(adherence >= threshold), plus ``adherence_explanation`` (the majority's reasoning, or
+why the answer failed the grounding check by code that runs before any judge is paid). A row
 no judge vote could be read for gets ``adherence: null``, ``supported: false`` and an
 ``adherence_error``. Votes are journaled: scoring the same rows again is free.
 """
@@ -29,6 +30,14 @@ def adherence(
     judges: int = typer.Option(3, "--judges", "-j", min=1, max=10, help="Judgements per row (J)."),
     threshold: float = typer.Option(0.67, min=0.0, max=1.0, help="Score needed for supported."),
     max_tokens: int = typer.Option(120, help="Judge output budget per vote."),
+    grounding_min_share: float = typer.Option(
+        0.75,
+        min=0.0,
+        max=1.0,
+        help="Check by code before the judge: share of the answer's words that must appear "
+        "in the context, and no number from outside it; a row that fails scores 0 and no "
+        "judge is asked. 0 turns the check off.",
+    ),
     concurrency: int = typer.Option(16, help="Max requests in flight (remote providers)."),
 ) -> None:
     """Score {"id", "context", "question", "answer"} rows from stdin for context adherence."""
@@ -57,7 +66,9 @@ def adherence(
         )
         client_for(spec).check()
         config = ChainPollConfig(
-            llm=llm_config(spec, TEMPLATE, max_tokens=max_tokens), judges=judges
+            llm=llm_config(spec, TEMPLATE, max_tokens=max_tokens),
+            judges=judges,
+            grounding_min_share=grounding_min_share,
         )
         err.print(f"adherence: {len(rows)} row(s), J={judges} on {spec.kind}")
         scored = score_rows([{f: r[f] for f in FIELDS} for r in rows], config)

@@ -5,7 +5,7 @@ They extend the chat doubles of :mod:`winnow.testing.llm_server` (same script, s
 request from the script as the chat endpoint would:
 
 - OpenAI: ``POST /v1/files`` (multipart, ``purpose=batch``), ``GET /v1/files/{id}/content``,
-  ``POST /v1/batches``, ``GET /v1/batches/{id}``;
+  ``POST /v1/batches``, ``GET /v1/batches`` (one page, with metadata), ``GET /v1/batches/{id}``;
 - Anthropic: ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}``,
   ``GET /v1/messages/batches/{id}/results`` (JSONL).
 
@@ -79,6 +79,7 @@ class _Batch(BaseModel):
     ended: bool = False
     results: dict[str, tuple[str, Any]] = Field(default_factory=dict)  # id -> (kind, payload)
     input_file_id: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
     output_files: tuple[str | None, str | None] | None = None  # (output, error) once ended
 
 
@@ -201,6 +202,7 @@ class OpenAIBatchDouble(OpenAIDouble):
             "completion_window": "24h",
             "status": status,
             "created_at": batch.created_at,
+            "metadata": batch.metadata,
             "output_file_id": out_id,
             "error_file_id": err_id,
             "request_counts": {
@@ -285,7 +287,13 @@ class OpenAIBatchDouble(OpenAIDouble):
                     )
             batch = self.batch.create(items, "batch_")
             batch.input_file_id = body["input_file_id"]
+            batch.metadata = body.get("metadata") or {}
             await send_json(send, 200, self._batch_json(batch))
+        elif path == "/v1/batches" and method == "GET":  # newest first, one page
+            data = [self._batch_json(b) for b in reversed(self.batch.batches.values())]
+            await send_json(send, 200, {"object": "list", "data": data, "has_more": False,
+                                        "first_id": data[0]["id"] if data else None,
+                                        "last_id": data[-1]["id"] if data else None})  # fmt: skip
         elif re.fullmatch(r"/v1/batches/[\w-]+", path) and method == "GET":
             batch = self.batch.batches.get(path.rsplit("/", 1)[1])
             if batch is None:

@@ -1,0 +1,125 @@
+"""Shards on a Dask cluster: the RAG QA recipe, run against the scripted test LLM server
+once on the default runner (threads of the flow's process) and once on a local Dask
+cluster of two worker processes, publishes the same dataset and the same funnel, and the
+shards really were made by the workers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.llm.journal import Journal
+from tests.test_rag_qa_flow import check_outcome, params, read_jsonl, script
+from winnow.testing.llm_server import LLMTestServer
+
+RUN_IDENTITY = {"run_id", "created_at"}  # provenance fields that name the run and its time
+
+
+# The J judge votes of one answer are sent at once and the scripted server hands out a
+# rule's replies in arrival order, which no runner fixes (two thread runs differ there
+# too): those lists are compared as multisets, every other list in order.
+VOTE_LISTS = {"votes", "raw"}
+
+
+def comparable(value: Any, key: str = "") -> Any:
+    """A published value without its run's identity."""
+    if isinstance(value, dict):
+        return {k: comparable(v, k) for k, v in value.items() if k not in RUN_IDENTITY}
+    if isinstance(value, list):
+        items = [comparable(v) for v in value]
+        if key in VOTE_LISTS:
+            items.sort(key=lambda v: json.dumps(v, sort_keys=True))
+        return items
+    return value
+
+
+def published(out: Path) -> dict[str, Any]:
+    """What a reader of the output gets: kept and rejected rows by id, and the funnel."""
+    funnel = json.loads((out / "funnel.json").read_text())
+    return {
+        "dataset": {r["id"]: comparable(r) for r in read_jsonl(out / "dataset.jsonl")},
+        "rejected": {
+            (r["stage"], r["id"]): comparable(r) for r in read_jsonl(out / "rejected.jsonl")
+        },
+        "stages": funnel["stages"],
+        "kept": funnel["kept"],
+        "llm_calls": funnel["llm_calls"],
+    }
+
+
+def shard_makers(root: Path) -> set[str]:
+    """host:pid of the processes that made each stage shard under ``root``."""
+    markers = root.glob("shards/*/*/_DONE.json")
+    return {json.loads(m.read_text()).get("worker", "") for m in markers} - {""}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_dask_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_harness) -> None:
+    from distributed import Client, LocalCluster
+
+    from flows.rag_qa import rag_qa
+
+    # Each run in its own project (journal, catalog, shards) against its own fresh server,
+    # so the Dask run answers nothing from the first run's journal or shard cache.
+    for name in ("threads", "dask"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "threads"))
+    with LLMTestServer(script()) as server:
+        base = params(tmp_path / "threads", server.base_url, shard_size=1)
+        rag_qa(base)
+        check_outcome(Path(base.out))
+        threads_calls = server.stats.chat_requests
+    here = f":{os.getpid()}"
+    assert {w.endswith(here) for w in shard_makers(tmp_path / "threads" / ".winnow")} == {True}
+
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "dask"))
+    storage = tmp_path / "dask-shards"
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+        LLMTestServer(script()) as server,
+    ):
+        worker_pids = set(client.run(os.getpid).values())
+        on_dask = params(
+            tmp_path / "dask",
+            server.base_url,
+            shard_size=1,
+            task_runner="dask",
+            dask_address=cluster.scheduler_address,
+            storage=f"file://{storage}",
+        )
+        summary = rag_qa(on_dask)
+        assert server.stats.chat_requests == threads_calls
+    assert summary["kept"] == 3
+    check_outcome(Path(on_dask.out))
+    assert published(Path(on_dask.out)) == published(Path(base.out))
+
+    makers = shard_makers(storage)
+    pids = {int(w.rsplit(":", 1)[1]) for w in makers}
+    assert pids and pids <= worker_pids and os.getpid() not in pids
+    assert len(pids) == 2  # both workers took shards
+    # the flow's process, the catalog's only writer, registered the workers' shards
+    from tasks.store.catalog import Catalog
+
+    catalog = Catalog()
+    assert catalog.get_run(summary["run_id"])["status"] == "completed"
+    registered = catalog.stage_shards(summary["run_id"], "answers")
+    assert len(registered) == 2
+    assert all(str(s.path).startswith(str(storage)) for s in registered)
+    # the workers journaled their requests where the flow told them: its project
+    journal = Journal()
+    assert len(journal._all()) == threads_calls
+    journal.close()
+
+    # a re-run in the flow's own threads finds every shard the workers finished
+    with LLMTestServer(script()) as server:
+        again = rag_qa(on_dask.model_copy(update={"task_runner": "threads"}))
+        assert server.stats.chat_requests == 0
+    assert all(s["reused"] for s in again["stages"])

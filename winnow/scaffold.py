@@ -1,0 +1,114 @@
+"""Writing a new recipe's skeleton: flow, stages, parameters, prompt, suites, test scenario
+and test, from the templates in ``winnow/templates/recipe/``.
+
+The skeleton is a working recipe (topics → LLM JSON → a check → exact dedup → publish)
+whose test passes at once against the scripted test LLM server; a data engineer then
+replaces the check with the recipe's real verification (see docs/recipes.md).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+TEMPLATES = Path(__file__).parent / "templates" / "recipe"
+NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+MAX_NAME = 30
+
+
+class ScaffoldError(ValueError):
+    """The name is unusable, or a file the skeleton needs already exists."""
+
+
+@dataclass(frozen=True)
+class Names:
+    name: str  # kebab-case: the recipe's and the flow's name
+    module: str  # snake_case: module, package, prompt folder and suite prefix
+    cls: str  # CamelCase: the parameters model's prefix
+    title: str  # for docstrings
+
+    @classmethod
+    def of(cls, name: str) -> Names:
+        if not NAME.match(name) or len(name) > MAX_NAME:
+            raise ScaffoldError(
+                f"bad recipe name {name!r}: use lower-case words joined by '-', starting with "
+                f"a letter, at most {MAX_NAME} characters (e.g. unit-conversions)"
+            )
+        module = name.replace("-", "_")
+        if keyword.iskeyword(module):
+            raise ScaffoldError(f"bad recipe name {name!r}: {module!r} is a Python keyword")
+        words = name.split("-")
+        return cls(
+            name=name,
+            module=module,
+            cls="".join(w.capitalize() for w in words),
+            title=" ".join(words).capitalize(),
+        )
+
+
+def files_for(names: Names) -> dict[str, str]:
+    """Path in the project (relative) -> template file."""
+    m = names.module
+    return {
+        f"flows/{m}.py": "flow.py.tmpl",
+        f"tasks/{m}/__init__.py": "init.py.tmpl",
+        f"tasks/{m}/stages.py": "stages.py.tmpl",
+        f"tasks/{m}/recipe.py": "recipe.py.tmpl",
+        f"prompts/{m}/generate.toml": "generate.toml.tmpl",
+        f"expectations/{m}.generated.json": "generated.json.tmpl",
+        f"expectations/{m}.kept.json": "kept.json.tmpl",
+        f"winnow/testing/scenarios/{m}.py": "scenario.py.tmpl",
+        f"tests/test_{m}_flow.py": "test_flow.py.tmpl",
+    }
+
+
+def taken(names: Names, root: Path) -> str | None:
+    """Why ``names`` cannot be used in ``root``, or None."""
+    from flows.registry import RECIPES, discover
+
+    # tasks/<module>/ must not shadow a module or package of tasks/ (e.g. tasks/stage.py)
+    clashes = [f"tasks/{names.module}.py", f"tasks/{names.module}"]
+    existing = [p for p in [*files_for(names), *clashes] if (root / p).exists()]
+    if existing:
+        return "refusing to overwrite existing file(s): " + ", ".join(existing)
+    flows = root / "flows"
+    if names.name in set(RECIPES) | set(discover(flows)):
+        return f"a recipe named {names.name!r} already exists"
+    return None
+
+
+def scaffold(name: str, root: Path) -> list[Path]:
+    """Write the skeleton of recipe ``name`` under ``root``; returns the files written.
+    Writes nothing when any of them exists already."""
+    names = Names.of(name)
+    if not (root / "flows").is_dir() or not (root / "tasks").is_dir():
+        raise ScaffoldError(f"{root} is not a Winnow project (no flows/ and tasks/ folders)")
+    why = taken(names, root)
+    if why:
+        raise ScaffoldError(why)
+    values = {"name": names.name, "module": names.module, "cls": names.cls, "title": names.title}
+    written = []
+    for rel, template in files_for(names).items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = Template((TEMPLATES / template).read_text(encoding="utf-8")).substitute(values)
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    _tidy([p for p in written if p.suffix == ".py"], root)
+    return written
+
+
+def _tidy(paths: list[Path], root: Path) -> None:
+    """Sort imports and format the Python files with ruff (the project's settings), so the
+    skeleton passes ``ruff check`` whatever its name; skipped when ruff is missing."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        return
+    files = [str(p) for p in paths]
+    for argv in (["check", "--fix", "--select", "I", "--quiet"], ["format", "--quiet"]):
+        subprocess.run([str(ruff), *argv, *files], cwd=root, capture_output=True, check=False)
