@@ -13,7 +13,8 @@ resumed each time. Then:
 - at every kill, the output path holds nothing or a whole dataset (manifest = files).
 
 The hook ``WINNOW_KILL_AT`` (``tasks/killpoints.py``) places the kills that timing alone
-cannot promise to hit.
+cannot promise to hit. A second test kills `winnow run rag-qa --set batch=true` mid-batch
+(submitted to the batch API double, not ended) and checks the resume adopts that batch.
 """
 
 from __future__ import annotations
