@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from tasks.gates import gx
+from tasks.killpoints import kill_point
 from tasks.runners import make_task_runner, runtime_of, shared_api
 from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
 from tasks.store import fsio
@@ -152,6 +153,7 @@ class Run:
         spec built at run time, e.g. with bounds from the run's parameters); a failed
         critical suite stops the run here, before anything downstream or any publishing."""
         spec = gx.load_suite(suite) if isinstance(suite, str) else suite
+        kill_point(f"gate.{spec.name}")
         frame = read_frame([s.path for s in output.kept])
         if frame.empty and len(frame.columns) == 0:
             # No rows, so no columns: give the suite its columns, empty, so value checks

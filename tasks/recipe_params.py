@@ -29,6 +29,12 @@ class ProviderParams(RuntimeParams):
     judge_api_key_secret: str | None = Field(
         None, description="name of a Prefect Secret block holding the judge's API key"
     )
+    llm_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="seconds before an LLM request is abandoned (retried)"
+    )
+    llm_max_outage_s: float = Field(
+        120.0, gt=0, le=86400, description="seconds to wait for an LLM server that is down"
+    )
 
     def generator(self) -> ProviderSpec:
         return ProviderSpec(
@@ -37,6 +43,8 @@ class ProviderParams(RuntimeParams):
             base_url=self.base_url,
             api_key_secret=self.api_key_secret,
             max_concurrency=self.concurrency,
+            timeout_s=self.llm_timeout_s,
+            max_outage_s=self.llm_max_outage_s,
         )
 
     def judge(self) -> ProviderSpec:
@@ -55,6 +63,8 @@ class ProviderParams(RuntimeParams):
             base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
             api_key_secret=self._judge_secret(),
             max_concurrency=self.concurrency,
+            timeout_s=self.llm_timeout_s,
+            max_outage_s=self.llm_max_outage_s,
         )
 
     def check_providers(self) -> None:

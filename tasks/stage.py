@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks import progress
+from tasks.killpoints import kill_point
 from tasks.llm.base import ChatResult
 from tasks.store import fsio
 from tasks.store.shards import iter_shards, read_shard, write_shard
@@ -277,6 +278,7 @@ def run_shard(
 
     rows = read_shard(shard.path)
     result = stage.fn(rows, config, StageContext(run=run, stage=stage.name, report=report))
+    kill_point(f"shard.{stage.name}")
     fsio.makedirs(directory)
     output = ShardOutput(
         stage=stage.name,
@@ -293,6 +295,18 @@ def run_shard(
     return output
 
 
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed shard, unless its LLM endpoint is known to be down: the client
+    already waited ``max_outage_s`` for it, so the run stops now with that error."""
+    from tasks.llm.base import EndpointDown
+
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no result to look at: retry as usual
+        return True
+    return not isinstance(exc, EndpointDown)
+
+
 def _shard_task():
     """The Prefect task around ``run_shard`` (built lazily so plain use needs no Prefect)."""
     from prefect import task
@@ -302,6 +316,7 @@ def _shard_task():
         name="stage-shard",
         retries=2,
         retry_delay_seconds=[2, 10],
+        retry_condition_fn=_worth_retrying,
         cache_policy=NO_CACHE,
         persist_result=False,
         log_prints=False,

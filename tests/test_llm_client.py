@@ -264,7 +264,11 @@ def test_base_url_without_the_api_path_is_a_config_error(llm_server):
     assert llm_server.stats.chat_requests == 0
 
 
-def test_a_server_that_dies_mid_run_yields_recorded_errors_not_lost_rows():
+def test_a_server_that_dies_mid_run_stops_the_caller_not_its_rows():
+    """Refused connections are not the request's fault: they use no retry budget (no row
+    is turned into an error by an outage); past max_outage_s the caller gets one
+    EndpointDown naming the server (see tests/test_faults_server_death.py)."""
+    from tasks.llm.base import EndpointDown
     from winnow.testing.llm_server import LLMTestServer
 
     server = LLMTestServer(Script()).start()
@@ -275,12 +279,13 @@ def test_a_server_that_dies_mid_run_yields_recorded_errors_not_lost_rows():
         retry=FAST_RETRY,
         max_retries=2,
         timeout_s=2,
+        max_outage_s=1.5,
     )
     assert client.complete_many([req("before")])[0].ok
     server.stop()
-    results = client.complete_many([req(f"after {i}") for i in range(5)])
-    assert len(results) == 5
-    assert all(not r.ok and r.error and r.attempts == 3 for r in results)
+    with pytest.raises(EndpointDown, match=server.base_url):
+        client.complete_many([req(f"after {i}") for i in range(5)])
+    assert client.journal is not None and len(client.journal) == 1
     client.close()
 
 

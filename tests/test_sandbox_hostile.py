@@ -14,6 +14,7 @@ from tasks.sandbox.hostile import (
     SUITE_LIMITS,
     CaseResult,
     HostileCase,
+    format_matrix,
     format_table,
     planted,
     run_case,
@@ -42,7 +43,13 @@ def test_hostile_table_counts(request: pytest.FixtureRequest) -> None:
     if not _results:
         pytest.skip("no hostile case ran in this session (deselected)")
     table = format_table(_results)
-    sys.stdout.write("\n" + table + "\n")
+    matrix = format_matrix(_results)
+    sys.stdout.write("\n" + table + "\n\n" + matrix + "\n")
     for backend in {r.backend for r in _results}:
         assert f"{backend}: " in table
     assert all(r.ok for r in _results), table
+    # The case x backend matrix: every case that ran, contained on every backend.
+    backends = sorted({r.backend for r in _results})
+    rows = {line.split("  ")[0]: line.split() for line in matrix.splitlines()}
+    for case in {r.case for r in _results}:
+        assert rows[case][-len(backends) :] == ["contained"] * len(backends), matrix

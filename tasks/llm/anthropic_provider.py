@@ -25,7 +25,9 @@ from tasks.llm.base import (
     ProviderSpec,
     RateLimited,
     TransientError,
+    Unreachable,
     Usage,
+    no_connection,
 )
 from tasks.llm.openai_provider import CHECK_TIMEOUT_S, retry_after, validate_url
 from tasks.llm.secrets import anthropic_key
@@ -107,6 +109,8 @@ class AnthropicProvider:
         except anthropic.APITimeoutError as exc:
             raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
         except anthropic.APIConnectionError as exc:
+            if no_connection(exc):
+                raise Unreachable(f"connection refused: {exc.__cause__}") from exc
             raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
         except anthropic.APIResponseValidationError as exc:
             raise TransientError(f"malformed response: {exc}") from exc

@@ -88,6 +88,9 @@ class ProviderSpec(BaseModel):
     timeout_s: float = Field(120.0, gt=0)
     max_concurrency: int = Field(32, ge=1, le=4096)
     max_retries: int = Field(6, ge=0, le=50)
+    # How long requests wait for a server that refuses connections (stopped, restarting)
+    # before the run stops with EndpointDown; time spent waiting uses no retry budget.
+    max_outage_s: float = Field(120.0, gt=0, le=86400)
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -110,6 +113,26 @@ class RateLimited(LLMError):
 
 class TransientError(LLMError):
     """5xx, timeouts, dropped connections, truncated bodies: worth retrying."""
+
+
+class Unreachable(TransientError):
+    """No connection could be made (refused, no route): the server is down, not the
+    request at fault. Retried while the endpoint's outage lasts less than
+    ``ProviderSpec.max_outage_s``."""
+
+
+def no_connection(exc: BaseException) -> bool:
+    """Whether an SDK connection error means no connection was made at all (refused,
+    no route), as opposed to one dropped mid-answer. The SDKs wrap their HTTP library's
+    ``ConnectError`` (``httpx``, or its fork ``httpx2`` in newer SDKs), so it is
+    recognised by class name."""
+    cause = exc.__cause__
+    return cause is not None and any(c.__name__ == "ConnectError" for c in type(cause).__mro__)
+
+
+class EndpointDown(LLMError):
+    """The endpoint refused connections for longer than ``max_outage_s``: the run stops
+    (every answer so far is journaled, so running it again resumes)."""
 
 
 class PermanentError(LLMError):

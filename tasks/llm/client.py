@@ -11,6 +11,8 @@ Above every provider adapter it adds, once:
   dropped connections, malformed or truncated bodies), bounded by ``spec.max_retries``;
   after that the request's ``ChatResult`` carries the error — nothing is dropped and
   nothing raises per request;
+- **outages**: a server refusing connections (stopped, restarting) is waited for up to
+  ``spec.max_outage_s``, then ``EndpointDown`` stops the caller with one clear message;
 - **cost**: tokens, latency and USD per request from the price table.
 
 The API is synchronous (flows call it from Prefect task threads); order is preserved.
@@ -33,15 +35,18 @@ from tasks.llm.base import (
     ChatResult,
     Completion,
     ConfigError,
+    EndpointDown,
     PermanentError,
     Provider,
     ProviderSpec,
     RateLimited,
     TransientError,
+    Unreachable,
     request_key,
 )
 from tasks.llm.concurrency import AdaptiveLimiter, RetryPolicy, run_sync, shared_limiter, submit
 from tasks.llm.journal import GroupCommitter, Journal, JournalEntry
+from tasks.llm.outage import POLL_S, outage_for
 from tasks.llm.prices import PriceTable
 from tasks.llm.registry import make_provider, validate_kind
 from tasks.llm.structured import JsonResult, answer_json
@@ -287,8 +292,11 @@ class LLMClient:
 
     async def _send(self, key: str, request: ChatRequest) -> ChatResult:
         """Send with retries; journal the answer before returning it. Never raises
-        (except cancellation): failures come back as ``ChatResult.error``."""
+        (except cancellation, and EndpointDown when the server stays unreachable):
+        failures come back as ``ChatResult.error``."""
         limiter = self.limiter
+        where = self.spec.base_url or self.name
+        outage = outage_for(self.name, where)
         spec, policy = self.spec, self.retry
         started = time.monotonic()
         attempts = transient = limited = 0
@@ -308,6 +316,15 @@ class LLMClient:
                         return self._failure(key, error, attempts, started)
                     if exc.retry_after is None:
                         wait = policy.backoff(limited) + policy.default_rate_limit_wait_s
+                except Unreachable as exc:
+                    down_for = outage.down()
+                    if down_for >= spec.max_outage_s:
+                        raise EndpointDown(
+                            f"cannot reach the LLM server at {where} for "
+                            f"{down_for:.0f} s ({exc}); stopped waiting. Every answer so far "
+                            "is journaled: run the same command again to resume."
+                        ) from exc
+                    wait = min(POLL_S, spec.max_outage_s - down_for)
                 except TransientError as exc:
                     transient += 1
                     error = str(exc)
@@ -325,6 +342,7 @@ class LLMClient:
                 else:
                     latency = time.monotonic() - t0
                     limiter.on_success(latency)
+                    outage.up()
                     break
             if wait:
                 await asyncio.sleep(wait)

@@ -21,7 +21,9 @@ from tasks.llm.base import (
     ProviderSpec,
     RateLimited,
     TransientError,
+    Unreachable,
     Usage,
+    no_connection,
 )
 from tasks.llm.secrets import api_key
 
@@ -173,6 +175,8 @@ class OpenAIProvider:
         except openai.APITimeoutError as exc:
             raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
         except openai.APIConnectionError as exc:
+            if no_connection(exc):
+                raise Unreachable(f"connection refused: {exc.__cause__}") from exc
             raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
         except openai.APIResponseValidationError as exc:
             raise TransientError(f"malformed response: {exc}") from exc

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tasks.jsonl import InputError
 from winnow.paths import examples_dir
 
 DOC_SUFFIXES = (".txt", ".md")
@@ -30,8 +31,8 @@ class ChunkConfig(BaseModel):
     min_words: int = Field(25, ge=1, description="shorter passages are dropped")
 
 
-class DocumentError(ValueError):
-    """The documents given cannot be read."""
+class DocumentError(InputError):
+    """The documents given cannot be read (the user's to fix, reported before any request)."""
 
 
 def passage_id(text: str) -> str:

@@ -5,7 +5,8 @@ checks must hold afterwards. ``run_suite`` plants the secrets the programs go lo
 (an environment variable, files in a HOME-like dir and under the real home, a listening
 socket, a directory outside the sandbox) and checks the host is unaffected.
 
-``python -m tasks.sandbox.hostile [bwrap|docker|auto]`` prints the table.
+``python -m tasks.sandbox.hostile [bwrap|docker|auto|all]`` prints the table (``all``:
+every backend, then a case x backend matrix).
 """
 
 from __future__ import annotations
@@ -415,15 +416,61 @@ def format_table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
+BACKENDS = ("bwrap", "docker")
+
+
+def format_matrix(results: list[CaseResult], unavailable: dict[str, str] | None = None) -> str:
+    """One row per case, one column per backend: ``contained`` or ``ESCAPED``; a last
+    row counts the contained cases per backend. A backend that could not run is a
+    column of ``unavailable`` (and its reason below the table)."""
+    unavailable = unavailable or {}
+    backends = sorted({r.backend for r in results} | set(unavailable))
+    cell = {(r.case, r.backend): "contained" if r.ok else "ESCAPED" for r in results}
+    cases = list(dict.fromkeys(r.case for r in results)) or [c.name for c in HOSTILE_CASES]
+
+    def status(case: str, backend: str) -> str:
+        return "unavailable" if backend in unavailable else cell.get((case, backend), "-")
+
+    def contained(backend: str) -> str:
+        return f"{sum(cell.get((c, backend)) == 'contained' for c in cases)}/{len(cases)}"
+
+    rows = [("case", *backends)]
+    rows += [(case, *(status(case, b) for b in backends)) for case in cases]
+    rows.append(("contained", *(contained(b) for b in backends)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(len(lines) - 1, lines[1])
+    lines += [f"{b}: unavailable: {why}" for b, why in sorted(unavailable.items())]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    """Run the suite on the backends named (``all``: every one) and print the tables.
+    Exit 1 if any case escaped, or, with ``all``, if a backend could not run at all."""
+    from tasks.sandbox.base import SandboxUnavailable
     from tasks.sandbox.select import get_sandbox
 
     kinds = argv or ["auto"]
+    every = "all" in kinds
+    if every:
+        kinds = list(BACKENDS)
     results: list[CaseResult] = []
+    unavailable: dict[str, str] = {}
     for kind in kinds:
-        results += run_suite(get_sandbox(kind))  # type: ignore[arg-type]
+        try:
+            sandbox = get_sandbox(kind)  # type: ignore[arg-type]
+        except SandboxUnavailable as exc:
+            if not every:
+                raise
+            unavailable[kind] = str(exc)
+            continue
+        results += run_suite(sandbox)
     print(format_table(results))
-    return 0 if all(r.ok for r in results) else 1
+    if every:
+        print()
+        print(format_matrix(results, unavailable))
+    return 0 if all(r.ok for r in results) and not unavailable else 1
 
 
 if __name__ == "__main__":

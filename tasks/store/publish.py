@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.killpoints import kill_point
 from tasks.records import json_default
 from tasks.store.shards import write_shard_stream
 
@@ -260,6 +261,7 @@ def publish(
             path = tmp / _safe_name(name)
             rows = _write_one(path, content)
             infos[name] = FileInfo(bytes=path.stat().st_size, sha256=_sha256(path), rows=rows)
+            kill_point(f"publish.{name}")
         document = {
             **(manifest or {}),
             "published_at": datetime.now(UTC).isoformat(),
@@ -268,6 +270,7 @@ def publish(
         _write_one(tmp / MANIFEST, document)
         for directory in {tmp, *((tmp / _safe_name(n)).parent for n in files)}:
             _fsync_dir(directory)
+        kill_point("publish.swap")
         _swap_in(tmp, target, aside)
         _fsync_dir(target.parent)
     except BaseException:

@@ -131,14 +131,31 @@ def sandbox_build_image() -> None:
     typer.echo(f"{IMAGE}: {'built' if built else 'already present'}")
 
 
+class HostileBackendOpt(StrEnum):
+    auto = "auto"
+    docker = "docker"
+    bwrap = "bwrap"
+    all = "all"
+
+
 @sandbox_app.command("hostile")
 def sandbox_hostile(
-    sandbox: SandboxOpt = typer.Option(SandboxOpt.auto, help="auto, docker or bwrap"),
+    sandbox: HostileBackendOpt = typer.Option(
+        HostileBackendOpt.auto,
+        "--sandbox",
+        "--backend",
+        help="auto, docker, bwrap, or all (every backend, then a case x backend table)",
+    ),
 ) -> None:
-    """Run the hostile-code suite on a backend and print the table."""
+    """Run the hostile-code suite on a backend (or all) and print the table."""
+    from tasks.sandbox.base import SandboxUnavailable
     from tasks.sandbox.hostile import main
 
-    raise typer.Exit(main([sandbox.value]))
+    try:
+        code = main([sandbox.value])
+    except SandboxUnavailable as exc:
+        raise _fail(str(exc), EXIT_NO_SANDBOX) from None
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

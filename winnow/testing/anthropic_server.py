@@ -19,6 +19,7 @@ from winnow.testing.llm_server import (
     Script,
     Send,
     ServerThread,
+    body_key,
     read_body,
     send_json,
 )
@@ -40,7 +41,9 @@ class AnthropicDouble(ChatDouble):
                 system = "".join(b.get("text", "") for b in system if isinstance(b, dict))
             if system:
                 messages.insert(0, {"role": "system", "content": system})
-            await self.serve_chat(send, messages, model, False, self._render, self._error)
+            await self.serve_chat(
+                send, messages, model, False, self._render, self._error, body_key(body)
+            )
         elif path.startswith("/v1/models/") and method == "GET":
             with self.stats._lock:
                 self.stats.model_requests += 1

@@ -6,9 +6,11 @@ real SDK code path (``openai.AsyncOpenAI`` over HTTP) can be tested offline, inc
 the unpleasant parts: 429 with Retry-After, 500s, hangs past the client's timeout,
 malformed JSON bodies and truncated bodies, injected by script or by seeded probability.
 
-It counts every chat request (in total and per message hash) so tests can prove that a
-journaled request is never sent twice. The counts are on ``server.stats`` in-process and
-at ``GET /_stats`` over HTTP.
+It counts every chat request (in total, per message hash, and per request: the whole body,
+so messages, model and sampling parameters, seed included, which tells apart the N draws
+of one prompt) and every request it answered, so tests can prove that a journaled request
+is never sent twice. The counts are on ``server.stats`` in-process and at ``GET /_stats``
+over HTTP.
 
 In-process::
 
@@ -137,6 +139,13 @@ def message_hash(messages: list[dict[str, Any]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def body_key(body: dict[str, Any]) -> str:
+    """The identity of one request as the server sees it: its whole JSON body, canonical.
+    A client sending the same request twice sends the same key."""
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 class Stats:
     """Request counts; thread-safe reads via :meth:`snapshot`."""
 
@@ -149,6 +158,8 @@ class Stats:
             self.chat_requests = 0
             self.model_requests = 0
             self.by_hash: Counter[str] = Counter()
+            self.by_request: Counter[str] = Counter()  # body_key -> requests received
+            self.answered: Counter[str] = Counter()  # body_key -> successful answers sent
             self.faults: Counter[str] = Counter()
             self.in_flight = 0
             self.max_in_flight = 0
@@ -177,6 +188,8 @@ class Stats:
                 "unauthorized": self.unauthorized,
                 "faults": dict(self.faults),
                 "by_hash": dict(self.by_hash),
+                "by_request": dict(self.by_request),
+                "answered": dict(self.answered),
             }
 
 
@@ -314,12 +327,15 @@ class ChatDouble:
         json_mode: bool,
         render: Callable[[Reply, int, int, str], dict[str, Any]],
         error: Callable[[int, str], dict[str, Any]],
+        key: str = "",
     ) -> None:
         script = self.engine.script
         stats = self.stats
         with stats._lock:
             stats.chat_requests += 1
             stats.by_hash[message_hash(messages)] += 1
+            if key:
+                stats.by_request[key] += 1
         if model not in script.models:
             await send_json(send, 404, error(404, f"The model `{model}` does not exist"))
             return
@@ -378,6 +394,8 @@ class ChatDouble:
                 await send_bytes(send, 200, body)
                 with stats._lock:
                     stats.completed += 1
+                    if key:
+                        stats.answered[key] += 1
             finally:
                 with stats._lock:
                     stats.in_flight -= 1
@@ -451,7 +469,9 @@ class OpenAIDouble(ChatDouble):
                 await send_json(send, 400, self._error(400, "invalid request body"))
                 return
             json_mode = (body.get("response_format") or {}).get("type") == "json_object"
-            await self.serve_chat(send, messages, model, json_mode, self._render, self._error)
+            await self.serve_chat(
+                send, messages, model, json_mode, self._render, self._error, body_key(body)
+            )
         elif path == "/v1/models" and method == "GET":
             self._count_models()
             data = [self._model(m) for m in self.script.models]
