@@ -36,6 +36,18 @@ def validate_url(url: str) -> None:
         raise ConfigError(f"bad base_url {url!r}: expected http(s)://host[:port][/path]")
 
 
+def http_client() -> openai.DefaultAioHttpClient | None:
+    """aiohttp as the SDK's HTTP transport when it is installed (the ``openai[aiohttp]``
+    extra). It takes about half the CPU per request of the default HTTPX2 transport, and
+    at high concurrency on a small machine that CPU, not the server, bounds throughput
+    (``benchmarks/peers.py``). Errors still come back as the SDK's exception types."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return None
+    return openai.DefaultAioHttpClient()
+
+
 def retry_after(headers: Any) -> float | None:
     """Seconds from ``retry-after-ms`` / ``retry-after`` (numbers only)."""
     if headers is None:
@@ -96,6 +108,7 @@ class OpenAIProvider:
                 base_url=spec.base_url or None,
                 max_retries=0,
                 timeout=spec.timeout_s,
+                http_client=http_client(),
             )
         return self._client
 
