@@ -19,12 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
-from winnow.testing.llm_server import LLMTestServer, Reply, Script, ScriptEngine, render_messages
+from winnow.testing.llm_server import (
+    LLMTestServer,
+    Reply,
+    Script,
+    ScriptEngine,
+    render_messages,
+    serve_until_signalled,
+)
 
 TOPIC = re.compile(r"problem about: bench topic (\d+)")
 TAG = re.compile(r"\[t(\d+)\]")
@@ -89,13 +94,7 @@ def main() -> None:
     script = Script(latency_ms=args.latency_ms)
     server = LLMTestServer(script, port=args.port)
     server.app.engine = CodeSFTEngine(script, args.wrong_every)
-    server.start()
-    print(server.base_url, flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
-    server.stop()
+    serve_until_signalled(server)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,30 @@ def bench_prompt(i: int) -> str:
     return f"benchmark question number {i}"
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process, all its threads, and the children it has
+    waited for: a cost per request that does not depend on how busy the machine is."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def driver_args() -> Any:
+    """The command line every throughput driver takes (Winnow's and the peers')."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    return parser.parse_args()
+
+
 # --- the test LLM server in its own process ----------------------------------------------
 
 
@@ -220,8 +244,8 @@ def run_measured(
     stdout_box: list[str] = []
     stderr_box: list[str] = []
     readers = [
-        threading.Thread(target=lambda: stdout_box.append(proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
-        threading.Thread(target=lambda: stderr_box.append(proc.stderr.read()), daemon=True),  # type: ignore[union-attr]
+        threading.Thread(target=_drain, args=(proc.stdout, stdout_box), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, stderr_box), daemon=True),
     ]
     for r in readers:
         r.start()
@@ -239,6 +263,11 @@ def run_measured(
         "stdout": "".join(stdout_box),
         "stderr": "".join(stderr_box),
     }
+
+
+def _drain(stream: Any, box: list[str]) -> None:
+    """Read a pipe to its end (so the child never blocks on a full pipe)."""
+    box.append(stream.read())
 
 
 def _tree_rss_kb(pid: int) -> int:

@@ -116,7 +116,7 @@ def main() -> None:
     rows = []
     for name, r in results.items():
         if "error" in r:
-            rows.append([name, "-", "-", "-", "-", "-", "-", "-", r["load"]])
+            rows.append([name, "-", "-", "-", "-", "-", "-", "-", "-", r["load"]])
             continue
         rate = r["ok"] / r["wall_s"]
         ratio = round(rate / base_rate, 2) if base_rate else None
@@ -129,12 +129,14 @@ def main() -> None:
                 round(rate / ideal, 3),
                 ratio,
                 r["max_in_flight"],
+                round(r["cpu_ms_per_request"], 2),
                 round(r["setup_s"], 1),
                 r["load"],
             ]
         )
     headers = ["tool", "requests ok", "wall s", "req/s", "of C/L", "vs winnow"]
-    print_table([*headers, "max in flight", "set-up s", "load"], rows)
+    headers += ["max in flight", "client CPU ms/req", "set-up s", "load"]
+    print_table(headers, rows)
     for name, r in results.items():
         if "error" in r:
             print(f"{name}: not measured: {r['error']}")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from _common import ROOT, ServerProcess, bench_prompt, load_average
+from _common import ROOT, ServerProcess, bench_prompt, cpu_seconds, load_average
 
 sys.path.insert(0, str(ROOT))
 
@@ -114,11 +114,10 @@ def measure(base_url: str, args: argparse.Namespace, rerun: bool) -> dict:
     )
     client.check()
     setup_s = time.perf_counter() - t0
-    cpu0 = time.process_time()
-    started = time.perf_counter()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     results = client.complete_many(requests)
     elapsed = time.perf_counter() - started
-    cpu_ms = (time.process_time() - cpu0) * 1000 / len(requests)
+    cpu_ms = (cpu_seconds() - cpu0) * 1000 / len(requests)
     client.close()
     figures = {
         "ok": sum(r.ok for r in results),

@@ -6,7 +6,6 @@ it imports nothing from Winnow but the prompt helper. Prints one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -15,16 +14,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import bench_prompt  # noqa: E402
+from _common import bench_prompt, cpu_seconds, driver_args  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    args = parser.parse_args()
+    args = driver_args()
     # Offline and fresh: no telemetry, no cache from an earlier run, a dummy key.
     os.environ.update(
         TELEMETRY_ENABLED="false",
@@ -61,12 +55,13 @@ def main() -> None:
     )
     rows = [{"prompt": bench_prompt(i)} for i in range(args.requests)]
     setup_s = time.perf_counter() - t0
-    started = time.perf_counter()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     response = llm(rows)
     wall = time.perf_counter() - started
+    cpu_ms = (cpu_seconds() - cpu0) * 1000 / args.requests
     dataset = response.dataset if hasattr(response, "dataset") else response
     ok = sum(1 for r in dataset if str(r.get("response", "")).startswith("echo: "))
-    print(json.dumps({"ok": ok, "wall_s": wall, "setup_s": setup_s}))
+    print(json.dumps({"ok": ok, "wall_s": wall, "setup_s": setup_s, "cpu_ms_per_request": cpu_ms}))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ of one input batch concurrently (``asyncio.gather``) and batches one after anoth
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -17,16 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import bench_prompt  # noqa: E402
+from _common import bench_prompt, cpu_seconds, driver_args  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    args = parser.parse_args()
+    args = driver_args()
     os.environ.setdefault("DISTILABEL_CACHE_DIR", tempfile.mkdtemp(prefix="distilabel-bench-"))
     t0 = time.perf_counter()
     from distilabel.models import OpenAILLM
@@ -49,12 +43,13 @@ def main() -> None:
         )
         load >> generate
     setup_s = time.perf_counter() - t0
-    started = time.perf_counter()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     distiset = pipeline.run(use_cache=False)
     wall = time.perf_counter() - started
+    cpu_ms = (cpu_seconds() - cpu0) * 1000 / args.requests
     out = distiset["default"]["train"]
     ok = sum(1 for g in out["generation"] if g and g.startswith("echo: "))
-    print(json.dumps({"ok": ok, "wall_s": wall, "setup_s": setup_s}))
+    print(json.dumps({"ok": ok, "wall_s": wall, "setup_s": setup_s, "cpu_ms_per_request": cpu_ms}))
 
 
 if __name__ == "__main__":
