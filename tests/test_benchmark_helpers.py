@@ -54,12 +54,16 @@ def test_wrapped_calls_from_threads_are_timed() -> None:
 
 
 def test_peak_memory_of_a_child_process() -> None:
-    grow = "x = bytearray(150 * 2**20); x[::4096] = b'1' * len(x[::4096]); print('done')"
+    grow = (
+        "import time; x = bytearray(150 * 2**20); x[::4096] = b'1' * len(x[::4096]); "
+        "time.sleep(0.5); print('done')"
+    )
     r = run_measured([sys.executable, "-c", grow], sample_s=0.05)
     assert r["returncode"] == 0 and r["stdout"].strip() == "done"
     assert r["max_rss_mb"] >= 150
-    small = run_measured([sys.executable, "-c", "print('done')"])
-    assert small["max_rss_mb"] < r["max_rss_mb"] - 100
+    assert r["tree_peak_mb"] >= 150  # sampled while it slept
+    small = run_measured([sys.executable, "-c", "import time; time.sleep(0.5)"], sample_s=0.05)
+    assert 0 < small["tree_peak_mb"] < 100
 
 
 @pytest.mark.slow  # bubblewrap
