@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -294,6 +295,16 @@ def _shard_task():
 
 
 _TASK = None
+SHARDS_IN_FLIGHT = 8  # default; WINNOW_SHARDS_IN_FLIGHT overrides
+
+
+def shards_in_flight() -> int:
+    """How many shards of a stage run at once: enough to keep an LLM endpoint's
+    concurrency busy with the usual shard sizes, few enough that memory stays flat."""
+    try:
+        return max(1, int(os.environ.get("WINNOW_SHARDS_IN_FLIGHT", SHARDS_IN_FLIGHT)))
+    except ValueError:
+        return SHARDS_IN_FLIGHT
 
 
 def run_stage(stage: Stage, shards: list[ShardRef], config: Any, run: RunInfo) -> StageOutput:
@@ -309,11 +320,17 @@ def run_stage(stage: Stage, shards: list[ShardRef], config: Any, run: RunInfo) -
         else:
             if _TASK is None:
                 _TASK = _shard_task()
-            futures: list[Future] = [
-                _TASK.with_options(task_run_name=f"{stage.name}[{i}]").submit(stage, s, config, run)
-                for i, s in enumerate(shards)
-            ]
-            outputs = [f.result() for f in futures]
+            # A window of shards in flight, not all of them: each holds its rows, requests
+            # and results in memory, so submitting every shard at once (Prefect's thread
+            # pool is unbounded) made a run's memory grow with its size.
+            outputs = []
+            window: deque[Future] = deque()
+            for i, s in enumerate(shards):
+                if len(window) >= shards_in_flight():
+                    outputs.append(window.popleft().result())
+                task = _TASK.with_options(task_run_name=f"{stage.name}[{i}]")
+                window.append(task.submit(stage, s, config, run))
+            outputs.extend(f.result() for f in window)
     finally:
         reporter.finish(stage.name)
     return StageOutput(stage=stage.name, shards=outputs)
