@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -49,35 +50,38 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="winnow-mem-"))
     rows = []
-    with ServerProcess() as server:
-        for n in args.sizes:
-            env = {**os.environ, "WINNOW_PROJECT_DIR": str(work / f"project-{n}")}
-            env["PREFECT_HOME"] = str(work / "prefect")
-            source = write_input(work / f"in-{n}.jsonl", n)
-            out = work / f"out-{n}.jsonl"
-            cmd = [str(WINNOW), "generate", "--input", str(source), "--out", str(out)]
-            cmd += ["--provider", "openai-compatible", "--model", "test-model"]
-            cmd += ["--base-url", server.base_url, "--concurrency", str(args.concurrency)]
-            cmd += ["--shard-size", str(args.shard_size), "--max-tokens", "64"]
-            server.reset()
-            r = run_measured(cmd, env=env, cwd=ROOT)
-            if r["returncode"] != 0:
-                raise SystemExit(f"winnow generate failed at {n}:\n{r['stderr'][-3000:]}")
-            with out.open() as f:
-                written = sum(1 for _ in f)
-            sent = server.stats()["chat_requests"]
-            rows.append(
-                {
-                    "records": n,
-                    "written": written,
-                    "sent": sent,
-                    "wall_s": r["wall_s"],
-                    "max_rss_mb": r["max_rss_mb"],
-                    "tree_peak_mb": r["tree_peak_mb"],
-                    "load": load_average(),
-                }
-            )
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    try:
+        with ServerProcess() as server:
+            for n in args.sizes:
+                env = {**os.environ, "WINNOW_PROJECT_DIR": str(work / f"project-{n}")}
+                env["PREFECT_HOME"] = str(work / "prefect")
+                source = write_input(work / f"in-{n}.jsonl", n)
+                out = work / f"out-{n}.jsonl"
+                cmd = [str(WINNOW), "generate", "--input", str(source), "--out", str(out)]
+                cmd += ["--provider", "openai-compatible", "--model", "test-model"]
+                cmd += ["--base-url", server.base_url, "--concurrency", str(args.concurrency)]
+                cmd += ["--shard-size", str(args.shard_size), "--max-tokens", "64"]
+                server.reset()
+                r = run_measured(cmd, env=env, cwd=ROOT)
+                if r["returncode"] != 0:
+                    raise SystemExit(f"winnow generate failed at {n}:\n{r['stderr'][-3000:]}")
+                with out.open() as f:
+                    written = sum(1 for _ in f)
+                sent = server.stats()["chat_requests"]
+                rows.append(
+                    {
+                        "records": n,
+                        "written": written,
+                        "sent": sent,
+                        "wall_s": r["wall_s"],
+                        "max_rss_mb": r["max_rss_mb"],
+                        "tree_peak_mb": r["tree_peak_mb"],
+                        "load": load_average(),
+                    }
+                )
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    finally:  # the projects hold every shard: hundreds of MB
+        shutil.rmtree(work, ignore_errors=True)
 
     print(f"machine: {machine()}")
     print(

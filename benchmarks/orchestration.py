@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -128,29 +129,33 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="winnow-orch-"))
     env = {**os.environ, "WINNOW_PROJECT_DIR": str(work / "project")}
     env["PREFECT_HOME"] = str(work / "prefect")  # a fresh temporary server database
-    with ServerProcess("--wrong-every", str(args.wrong_every), module="_code_sft_server") as srv:
-        params = {
-            "out": str(work / "out"),
-            "provider": "openai-compatible",
-            "model": "test-model",
-            "base_url": srv.base_url,
-            "concurrency": args.concurrency,
-            "n_problems": args.problems,
-            "topics_file": str(topics_file(work / "topics.txt", args.problems)),
-            "difficulties": ["easy"],
-            "n_solutions": 1,
-            "max_revision_rounds": 1,
-            "sandbox": "bwrap",
-            "shard_size": args.shard_size,
-        }
-        profiles = Path(args.profile) if args.profile else None
-        if profiles:
-            profiles.mkdir(parents=True, exist_ok=True)
-        first = run_once(params, env, str(profiles / "first.prof") if profiles else None)
-        first["sent"] = srv.stats()["chat_requests"]
-        srv.reset()
-        second = run_once(params, env, str(profiles / "rerun.prof") if profiles else None)
-        second["sent"] = srv.stats()["chat_requests"]
+    server_args = ["--wrong-every", str(args.wrong_every)]
+    try:
+        with ServerProcess(*server_args, module="_code_sft_server") as srv:
+            params = {
+                "out": str(work / "out"),
+                "provider": "openai-compatible",
+                "model": "test-model",
+                "base_url": srv.base_url,
+                "concurrency": args.concurrency,
+                "n_problems": args.problems,
+                "topics_file": str(topics_file(work / "topics.txt", args.problems)),
+                "difficulties": ["easy"],
+                "n_solutions": 1,
+                "max_revision_rounds": 1,
+                "sandbox": "bwrap",
+                "shard_size": args.shard_size,
+            }
+            profiles = Path(args.profile) if args.profile else None
+            if profiles:
+                profiles.mkdir(parents=True, exist_ok=True)
+            first = run_once(params, env, str(profiles / "first.prof") if profiles else None)
+            first["sent"] = srv.stats()["chat_requests"]
+            srv.reset()
+            second = run_once(params, env, str(profiles / "rerun.prof") if profiles else None)
+            second["sent"] = srv.stats()["chat_requests"]
+    finally:  # the projects hold every shard: hundreds of MB
+        shutil.rmtree(work, ignore_errors=True)
 
     print(f"machine: {machine()}")
     print(
