@@ -17,7 +17,6 @@ Goal: bwrap runs at >= 0.5x the bare start rate. Docker is measured when an engi
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import time
@@ -26,27 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import paired  # noqa: E402
+
 from tasks.sandbox.base import Sandbox, SandboxUnavailable  # noqa: E402
 
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
 from tasks.verify import Case, verify_cases  # noqa: E402
-
-
-def paired(
-    first: Callable[[], object], second: Callable[[], object], n: int
-) -> tuple[float, float]:
-    """Median seconds of ``first`` and ``second``, run alternately ``n`` times each.
-
-    Alternating keeps the comparison fair on a busy machine: load hits both equally.
-    """
-    first(), second()  # warm caches
-    a, b = [], []
-    for _ in range(n):
-        for fn, times in ((first, a), (second, b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
 
 
 def bare() -> None:

@@ -6,6 +6,7 @@ talks to the same provider and model backs off together when it answers 429.
 
 from __future__ import annotations
 
+import atexit
 import threading
 
 from tasks.llm.base import ProviderSpec
@@ -33,3 +34,8 @@ def close_all() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+# Close the shared clients before interpreter teardown: an HTTP session left open (aiohttp
+# in particular) is reported as a leak on stderr at the end of every run.
+atexit.register(close_all)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from tasks.gates import gx
+from tasks.gates import gx, memo
 from tasks.killpoints import kill_point
 from tasks.runners import make_task_runner, runtime_of, shared_api
 from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
@@ -154,15 +154,11 @@ class Run:
         critical suite stops the run here, before anything downstream or any publishing."""
         spec = gx.load_suite(suite) if isinstance(suite, str) else suite
         kill_point(f"gate.{spec.name}")
-        frame = read_frame([s.path for s in output.kept])
-        if frame.empty and len(frame.columns) == 0:
-            # No rows, so no columns: give the suite its columns, empty, so value checks
-            # hold vacuously and only row-count expectations speak about emptiness.
-            columns = sorted(
-                {e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs}
-            )
-            frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
-        result = gx.validate(frame, spec)
+        key = memo.gate_key(spec, [s.fingerprint for s in output.kept])
+        result = memo.recall(key)  # the same suite on the same rows: the same verdict
+        if result is None:
+            result = gx.validate(_gate_frame(output, spec), spec)
+            memo.remember(key, result)
         self.gates.append(result)
         self.catalog.add_validation(self.run_id, output.stage, result)
         _gate_artifact(self.run_id, output.stage, result)
@@ -215,6 +211,17 @@ class Run:
         self.catalog.finish_run(self.run_id, status=status, out_dir=out, error=error)
         if status == "completed":
             _summary_artifacts(self)
+
+
+def _gate_frame(output: StageOutput, spec: gx.SuiteSpec) -> pd.DataFrame:
+    """A stage's kept rows as the frame its suite validates."""
+    frame = read_frame([s.path for s in output.kept])
+    if frame.empty and len(frame.columns) == 0:
+        # No rows, so no columns: give the suite its columns, empty, so value checks
+        # hold vacuously and only row-count expectations speak about emptiness.
+        columns = sorted({e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs})
+        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
+    return frame
 
 
 # --- Prefect artifacts (the run's page in the UI) --------------------------------------------

@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -338,6 +339,16 @@ def _shard_task():
 
 
 _TASK = None
+SHARDS_IN_FLIGHT = 8  # default; WINNOW_SHARDS_IN_FLIGHT overrides
+
+
+def shards_in_flight() -> int:
+    """How many shards of a stage run at once: enough to keep an LLM endpoint's
+    concurrency busy with the usual shard sizes, few enough that memory stays flat."""
+    try:
+        return max(1, int(os.environ.get("WINNOW_SHARDS_IN_FLIGHT", SHARDS_IN_FLIGHT)))
+    except ValueError:
+        return SHARDS_IN_FLIGHT
 
 
 def shard_task() -> Any:
@@ -371,13 +382,17 @@ def run_stage(
             with location.active():
                 outputs = [run_shard(stage, s, config, run) for s in shards]
         elif task_runner is None:
-            futures: list[Future] = [
-                shard_task()
-                .with_options(task_run_name=f"{stage.name}[{i}]")
-                .submit(stage, s, config, run, location)
-                for i, s in enumerate(shards)
-            ]
-            outputs = [f.result() for f in futures]
+            # A window of shards in flight, not all of them: each holds its rows, requests
+            # and results in memory, so submitting every shard at once (Prefect's thread
+            # pool is unbounded) made a run's memory grow with its size.
+            outputs = []
+            window: deque[Future] = deque()
+            for i, s in enumerate(shards):
+                if len(window) >= shards_in_flight():
+                    outputs.append(window.popleft().result())
+                task = shard_task().with_options(task_run_name=f"{stage.name}[{i}]")
+                window.append(task.submit(stage, s, config, run, location))
+            outputs.extend(f.result() for f in window)
         else:
             outputs = _run_on(task_runner, stage, shards, config, run, location)
     finally:

@@ -635,6 +635,12 @@ def main(argv: list[str] | None = None) -> None:
         server: ServerThread = AnthropicTestServer(script, port=args.port)
     else:
         server = LLMTestServer(script, port=args.port)
+    serve_until_signalled(server)
+    sys.exit(0)
+
+
+def serve_until_signalled(server: ServerThread) -> None:
+    """Start ``server``, print its base URL on stdout, serve until SIGTERM or SIGINT."""
     server.start()
     print(server.base_url, flush=True)
     done = threading.Event()
@@ -642,7 +648,6 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
     server.stop()
-    sys.exit(0)
 
 
 if __name__ == "__main__":
