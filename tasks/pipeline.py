@@ -214,12 +214,18 @@ class Run:
 
 
 def _gate_frame(output: StageOutput, spec: gx.SuiteSpec) -> pd.DataFrame:
-    """A stage's kept rows as the frame its suite validates."""
-    frame = read_frame([s.path for s in output.kept])
+    """A stage's kept rows as the frame its suite validates: only the columns its
+    expectations name (plus ``id``), since the rest (provenance, transcripts) is most of a
+    record's memory and no expectation reads it; a named column the shards lack stays
+    missing, so its expectation fails as it should."""
+    columns = sorted(
+        {e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs}
+        | {c for e in spec.expectations for c in e.kwargs.get("column_list", [])}
+    )
+    frame = read_frame([s.path for s in output.kept], columns=sorted({*columns, "id"}))
     if frame.empty and len(frame.columns) == 0:
         # No rows, so no columns: give the suite its columns, empty, so value checks
         # hold vacuously and only row-count expectations speak about emptiness.
-        columns = sorted({e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs})
         frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
     return frame
 
