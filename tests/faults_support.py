@@ -99,8 +99,11 @@ def journal_wire_keys(project: Path, base_url: str) -> set[str]:
     path = project / ".winnow" / "journal.sqlite"
     if not path.exists():
         return set()
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT provider, model, request FROM requests").fetchall()
+    try:
+        with sqlite3.connect(path) as db:
+            rows = db.execute("SELECT provider, model, request FROM requests").fetchall()
+    except sqlite3.OperationalError:  # being created by the run right now
+        return set()
     keys = set()
     adapters: dict[tuple[str, str], OpenAIProvider] = {}
     for provider, model, request in rows:

@@ -64,6 +64,13 @@ class Attempts:
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "the run never got going"
                 time.sleep(0.01)
+            # answered by the server is not yet journaled by the client (the answer may
+            # still be on its way): kill once the journal holds something new, so this
+            # kill lands mid-stage rather than before the first answer is kept
+            while not journal_wire_keys(self.project, self.server.base_url) - journal_before:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "nothing was ever journaled"
+                time.sleep(0.02)
             kill_group(proc)
             killed_by_test = True
         code, _, err = finish(proc)

@@ -121,13 +121,24 @@ class Unreachable(TransientError):
     ``ProviderSpec.max_outage_s``."""
 
 
+_NO_CONNECTION = {"ConnectError", "ClientConnectorError", "ConnectionRefusedError"}
+
+
 def no_connection(exc: BaseException) -> bool:
-    """Whether an SDK connection error means no connection was made at all (refused,
-    no route), as opposed to one dropped mid-answer. The SDKs wrap their HTTP library's
-    ``ConnectError`` (``httpx``, or its fork ``httpx2`` in newer SDKs), so it is
-    recognised by class name."""
-    cause = exc.__cause__
-    return cause is not None and any(c.__name__ == "ConnectError" for c in type(cause).__mro__)
+    """Whether an SDK error means no connection was made at all (refused, no route), as
+    opposed to one dropped mid-answer. The SDKs wrap their HTTP library's errors: httpx
+    (or its fork httpx2) raises ``ConnectError``; through the aiohttp transport a refused
+    connection arrives as a *timeout* (``ConnectTimeout`` caused by aiohttp's
+    ``ClientConnectorError`` caused by ``ConnectionRefusedError``). So the whole chain of
+    causes is searched, by class name."""
+    seen: set[int] = set()
+    current: BaseException | None = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(c.__name__ in _NO_CONNECTION for c in type(current).__mro__):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class EndpointDown(LLMError):

@@ -191,11 +191,11 @@ class OpenAIProvider:
             if code == "insufficient_quota":  # out of credit: waiting will not help
                 raise PermanentError(f"insufficient quota: {exc}") from exc
             raise RateLimited(str(exc), retry_after(exc.response.headers)) from exc
-        except openai.APITimeoutError as exc:
-            raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
-        except openai.APIConnectionError as exc:
-            if no_connection(exc):
+        except openai.APIConnectionError as exc:  # a timeout too (APITimeoutError)
+            if no_connection(exc):  # refused: the aiohttp transport reports it as a timeout
                 raise Unreachable(f"connection refused: {exc.__cause__}") from exc
+            if isinstance(exc, openai.APITimeoutError):
+                raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
             raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
         except openai.APIResponseValidationError as exc:
             raise TransientError(f"malformed response: {exc}") from exc
