@@ -37,15 +37,7 @@ class ProviderParams(RuntimeParams):
     )
 
     def generator(self) -> ProviderSpec:
-        return ProviderSpec(
-            kind=self.provider,
-            model=self.model,
-            base_url=self.base_url,
-            api_key_secret=self.api_key_secret,
-            max_concurrency=self.concurrency,
-            timeout_s=self.llm_timeout_s,
-            max_outage_s=self.llm_max_outage_s,
-        )
+        return self._spec(self.provider, self.model, self.base_url, self.api_key_secret)
 
     def judge(self) -> ProviderSpec:
         """The judge's spec: any judge_* field left unset falls back to the generator's."""
@@ -57,11 +49,22 @@ class ProviderParams(RuntimeParams):
         )
         if all(f is None for f in judge_fields):
             return self.generator()
+        return self._spec(
+            self.judge_provider or self.provider,
+            self.model if self.judge_model is None else self.judge_model,
+            self.judge_base_url if self.judge_base_url is not None else self.base_url,
+            self._judge_secret(),
+        )
+
+    def _spec(
+        self, kind: ProviderKind, model: str, base_url: str | None, secret: str | None
+    ) -> ProviderSpec:
+        """A provider spec with the limits both roles share (concurrency, timeouts)."""
         return ProviderSpec(
-            kind=self.judge_provider or self.provider,
-            model=self.model if self.judge_model is None else self.judge_model,
-            base_url=self.judge_base_url if self.judge_base_url is not None else self.base_url,
-            api_key_secret=self._judge_secret(),
+            kind=kind,
+            model=model,
+            base_url=base_url,
+            api_key_secret=secret,
             max_concurrency=self.concurrency,
             timeout_s=self.llm_timeout_s,
             max_outage_s=self.llm_max_outage_s,
