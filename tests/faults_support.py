@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,22 @@ def code_sft_args(tmp: Path, url: str, out: Path) -> list[str]:
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]
     return args
+
+
+def settle(stats: Stats, quiet_s: float = 0.3, timeout: float = 30) -> None:
+    """Wait until the test server has finished every request it received and none has
+    arrived for ``quiet_s``: a killed client's requests still being answered belong to
+    the attempt that sent them, not to the next one."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        snap = stats.snapshot()
+        if snap["chat_requests"] != last or snap["pending"]:
+            last, since = snap["chat_requests"], time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the test server never went quiet: {stats.snapshot()['pending']} pending")
 
 
 def answered(stats: Stats) -> Counter[str]:

@@ -35,6 +35,7 @@ from tests.faults_support import (
     journal_wire_keys,
     kill_group,
     received,
+    settle,
     start_run,
     winnow_env,
 )
@@ -74,6 +75,7 @@ class Attempts:
             kill_group(proc)
             killed_by_test = True
         code, _, err = finish(proc)
+        settle(self.server.stats)
         sent = received(self.server.stats) - got_before
         resent = set(sent) & journal_before
         assert not resent, f"{len(resent)} journaled request(s) sent again"

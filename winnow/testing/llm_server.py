@@ -161,6 +161,7 @@ class Stats:
             self.by_request: Counter[str] = Counter()  # body_key -> requests received
             self.answered: Counter[str] = Counter()  # body_key -> successful answers sent
             self.faults: Counter[str] = Counter()
+            self.pending = 0  # received and not yet finished (waiting for a slot included)
             self.in_flight = 0
             self.max_in_flight = 0
             self.completed = 0
@@ -183,6 +184,7 @@ class Stats:
                 "chat_requests": self.chat_requests,
                 "model_requests": self.model_requests,
                 "completed": self.completed,
+                "pending": self.pending,
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "unauthorized": self.unauthorized,
@@ -329,13 +331,31 @@ class ChatDouble:
         error: Callable[[int, str], dict[str, Any]],
         key: str = "",
     ) -> None:
-        script = self.engine.script
         stats = self.stats
         with stats._lock:
             stats.chat_requests += 1
+            stats.pending += 1
             stats.by_hash[message_hash(messages)] += 1
             if key:
                 stats.by_request[key] += 1
+        try:
+            await self._answer(send, messages, model, json_mode, render, error, key)
+        finally:
+            with stats._lock:
+                stats.pending -= 1
+
+    async def _answer(
+        self,
+        send: Send,
+        messages: list[dict[str, Any]],
+        model: str,
+        json_mode: bool,
+        render: Callable[[Reply, int, int, str], dict[str, Any]],
+        error: Callable[[int, str], dict[str, Any]],
+        key: str,
+    ) -> None:
+        script = self.engine.script
+        stats = self.stats
         if model not in script.models:
             await send_json(send, 404, error(404, f"The model `{model}` does not exist"))
             return
