@@ -16,16 +16,15 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel
 
-from tasks.gates import gx, memo
+from tasks.gates import gx, memo, sharded
 from tasks.killpoints import kill_point
 from tasks.runners import make_task_runner, runtime_of, shared_api
 from tasks.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput, run_global, run_stage
 from tasks.store import fsio
 from tasks.store.catalog import Catalog
-from tasks.store.shards import iter_shards, read_frame
+from tasks.store.shards import iter_shards
 from winnow.paths import Location
 
 log = logging.getLogger("winnow")
@@ -157,7 +156,7 @@ class Run:
         key = memo.gate_key(spec, [s.fingerprint for s in output.kept])
         result = memo.recall(key)  # the same suite on the same rows: the same verdict
         if result is None:
-            result = gx.validate(_gate_frame(output, spec), spec)
+            result = sharded.validate_shards(output.kept, spec)
             memo.remember(key, result)
         self.gates.append(result)
         self.catalog.add_validation(self.run_id, output.stage, result)
@@ -211,23 +210,6 @@ class Run:
         self.catalog.finish_run(self.run_id, status=status, out_dir=out, error=error)
         if status == "completed":
             _summary_artifacts(self)
-
-
-def _gate_frame(output: StageOutput, spec: gx.SuiteSpec) -> pd.DataFrame:
-    """A stage's kept rows as the frame its suite validates: only the columns its
-    expectations name (plus ``id``), since the rest (provenance, transcripts) is most of a
-    record's memory and no expectation reads it; a named column the shards lack stays
-    missing, so its expectation fails as it should."""
-    columns = sorted(
-        {e.kwargs["column"] for e in spec.expectations if "column" in e.kwargs}
-        | {c for e in spec.expectations for c in e.kwargs.get("column_list", [])}
-    )
-    frame = read_frame([s.path for s in output.kept], columns=sorted({*columns, "id"}))
-    if frame.empty and len(frame.columns) == 0:
-        # No rows, so no columns: give the suite its columns, empty, so value checks
-        # hold vacuously and only row-count expectations speak about emptiness.
-        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
-    return frame
 
 
 # --- Prefect artifacts (the run's page in the UI) --------------------------------------------

@@ -18,7 +18,7 @@ from tasks.gates.gx import GateResult
 from tasks.gates.suites import SuiteSpec
 from winnow.paths import state_dir
 
-_VERSION = "1"  # bump when GateResult or validation semantics change
+_VERSION = "2"  # bump when GateResult or validation semantics change
 
 
 def gate_key(spec: SuiteSpec, fingerprints: Sequence[str]) -> str:
