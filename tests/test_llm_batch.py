@@ -8,12 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tasks.llm.base import ChatRequest, GenerationParams, Message, ProviderSpec
+from tasks.llm.base import ChatRequest, EndpointDown, GenerationParams, Message, ProviderSpec
 from tasks.llm.batch import BatchSettings, BatchTimeout, batches_dir, complete_many_batched
 from tasks.llm.client import LLMClient
 from tasks.llm.journal import Journal
@@ -137,6 +138,62 @@ def test_a_batch_still_running_times_out_and_is_resumed_not_resubmitted(api) -> 
     results = complete_many_batched(spec, [req("say one")], label="t", settings=FAST, client=client)
     assert results[0].text == "ok"
     assert server.batch.batch_stats.batches_created == 1
+
+
+class _Outage(threading.Thread):
+    """Once the batch exists, stop the batch API, keep it down ``down_s`` seconds, and
+    start it again on the same port with the same batches (a restarted server)."""
+
+    def __init__(self, server, down_s: float, release: bool = True) -> None:
+        super().__init__(daemon=True)
+        self.server, self.down_s, self.release = server, down_s, release
+        self.back = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        server = self.server
+        deadline = time.monotonic() + 30
+        while server.batch.batch_stats.batches_created == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.stop()
+        time.sleep(self.down_s)
+        server._port = server.port
+        server.start()
+        self.back.set()
+        if self.release:
+            server.batch.release()
+
+
+def test_a_batch_api_restarted_mid_wait_is_waited_for(api) -> None:
+    server, spec = api
+    server.batch.behaviour = BatchBehaviour(hold=True)
+    spec = spec.model_copy(update={"max_outage_s": 30})
+    client = client_with_prices(spec)
+    settings = FAST.model_copy(update={"max_wait_s": 60})
+    outage = _Outage(server, down_s=2.0)
+    results = complete_many_batched(
+        spec, [req("say one")], label="t", settings=settings, client=client
+    )
+    outage.join(30)
+    assert results[0].text == "ok"
+    assert server.batch.batch_stats.batches_created == 1
+
+
+def test_a_batch_api_down_too_long_stops_clearly_and_resumes_later(api) -> None:
+    server, spec = api
+    server.batch.behaviour = BatchBehaviour(hold=True)
+    spec = spec.model_copy(update={"max_outage_s": 1.0})
+    client = client_with_prices(spec)
+    settings = FAST.model_copy(update={"max_wait_s": 60})
+    outage = _Outage(server, down_s=10.0, release=False)
+    with pytest.raises(EndpointDown, match="cannot reach the batch API .* run the same command"):
+        complete_many_batched(spec, [req("say one")], label="t", settings=settings, client=client)
+    assert not outage.back.is_set()  # stopped at the bound, not when the server came back
+    outage.join(30)
+    server.batch.release()
+    results = complete_many_batched(spec, [req("say one")], label="t", settings=FAST, client=client)
+    assert results[0].text == "ok"
+    assert server.batch.batch_stats.batches_created == 1  # the saved batch, not a new one
 
 
 def _hash(request: ChatRequest) -> str:

@@ -34,8 +34,17 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from tasks.llm.base import ChatRequest, ChatResult, Completion, ConfigError, ProviderSpec
+from tasks.llm.base import (
+    ChatRequest,
+    ChatResult,
+    Completion,
+    ConfigError,
+    EndpointDown,
+    ProviderSpec,
+    no_connection,
+)
 from tasks.llm.client import LLMClient
+from tasks.llm.outage import POLL_S
 from tasks.llm.structured import JsonResult, reask_request, validate
 from winnow.paths import state_dir
 
@@ -91,6 +100,56 @@ class BatchAdapter(Protocol):
     def results(self, batch_id: str) -> dict[str, Completion | BatchError]:
         """Every custom id the API reports on; a missing id counts as failed."""
         ...
+
+
+class OutageBound:
+    """A batch adapter whose calls wait out a server that refuses connections.
+
+    A batch is waited on for minutes or hours, so its API being restarted meanwhile is
+    likely. A call that finds no server tries again every second for up to the spec's
+    ``max_outage_s``; then ``EndpointDown`` stops the run with one clear message. Nothing
+    is lost: the batch id is saved, so running again polls the same batch. A call that
+    reached the server and failed otherwise raises as before."""
+
+    def __init__(
+        self, adapter: BatchAdapter, spec: ProviderSpec, sleep: Callable[[float], None]
+    ) -> None:
+        self.adapter, self.spec, self.sleep = adapter, spec, sleep
+        self.where = spec.base_url or spec.kind
+
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        down_since: float | None = None
+        while True:
+            tried_at = time.monotonic()
+            try:
+                return call()
+            except Exception as exc:
+                if not no_connection(exc):
+                    raise
+                # from the start of the first failed call: the SDK's own retries inside
+                # one call may already have taken seconds
+                down_since = down_since if down_since is not None else tried_at
+                down_for = time.monotonic() - down_since
+                if down_for >= self.spec.max_outage_s:
+                    raise EndpointDown(
+                        f"cannot reach the batch API at {self.where} for {down_for:.0f} s "
+                        f"({what}); stopped waiting. Submitted batches are saved under "
+                        f"{batches_dir()}: run the same command again to resume them."
+                    ) from exc
+                log.warning("batch API at %s unreachable (%s); retrying", self.where, what)
+                self.sleep(min(POLL_S, self.spec.max_outage_s - down_for))
+
+    def submit(self, items: list[tuple[str, ChatRequest]], job: str, workdir: Path) -> str:
+        return self._call("submit", lambda: self.adapter.submit(items, job, workdir))
+
+    def status(self, batch_id: str) -> BatchStatus:
+        return self._call(f"status of {batch_id}", lambda: self.adapter.status(batch_id))
+
+    def find(self, job: str) -> str | None:
+        return self._call("find", lambda: self.adapter.find(job))
+
+    def results(self, batch_id: str) -> dict[str, Completion | BatchError]:
+        return self._call(f"results of {batch_id}", lambda: self.adapter.results(batch_id))
 
 
 class BatchTimeout(RuntimeError):
@@ -180,7 +239,7 @@ def complete_many_batched(
     settings = settings or BatchSettings()
     client = client or client_for(spec)
     client.check()
-    adapter = adapter or adapter_for(client)
+    adapter = OutageBound(adapter or adapter_for(client), client.spec, sleep)
     keys = [client.key(r) for r in requests]
     results: list[ChatResult | None] = [None] * len(requests)
     by_key: dict[str, list[int]] = {}
@@ -292,6 +351,8 @@ def _run_job(
 def _find(adapter: BatchAdapter, job: str) -> str | None:
     try:
         return adapter.find(job)
+    except EndpointDown:
+        raise
     except Exception as exc:  # a lookup that fails must not stop a fresh submission
         log.info("batch: could not look for an unsaved batch of %s: %s", job, exc)
         return None
