@@ -144,6 +144,22 @@ def stats(url: str) -> dict:
     return httpx.get(url.removesuffix("/v1") + "/_stats").json()
 
 
+def settled_stats(url: str, quiet_s: float = 0.3, timeout: float = 30) -> dict:
+    """The server's counts once it has finished every request it received and none has
+    arrived for ``quiet_s``: a request a killed client sent just before dying may still
+    be on its way, and belongs to that client's run."""
+    deadline = time.monotonic() + timeout
+    last, since = stats(url), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = stats(url)
+        if now["chat_requests"] != last["chat_requests"] or now["pending"]:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return now
+    raise AssertionError(f"the test server never went quiet: {last}")
+
+
 @pytest.mark.slow
 def test_killed_generate_resumes_without_paying_twice(tmp_path: Path, project_dir: Path) -> None:
     server, url = start_server(latency_ms=150, concurrency=4)
@@ -195,7 +211,7 @@ def test_killed_generate_resumes_without_paying_twice(tmp_path: Path, project_di
         with sqlite3.connect(project_dir / ".winnow" / "journal.sqlite") as db:
             journaled = db.execute("SELECT count(*) FROM requests").fetchone()[0]
         assert 0 < journaled < n
-        sent_before = stats(url)["chat_requests"]
+        sent_before = settled_stats(url)["chat_requests"]
 
         result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
