@@ -123,3 +123,65 @@ def test_a_dask_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_ha
         again = rag_qa(on_dask.model_copy(update={"task_runner": "threads"}))
         assert server.stats.chat_requests == 0
     assert all(s["reused"] for s in again["stages"])
+
+
+def outcome(out: Path) -> dict[str, Any]:
+    """Where every row of a code-sft run ended and why (timings left out: sandbox
+    durations differ from run to run)."""
+    funnel = json.loads((out / "funnel.json").read_text())
+    return {
+        "kept": sorted(r["id"] for r in read_jsonl(out / "dataset.jsonl")),
+        "rejected": sorted(
+            (r["stage"], r["id"], r["reason"]) for r in read_jsonl(out / "rejected.jsonl")
+        ),
+        "stages": [(s["stage"], s["n_in"], s["n_out"], s["n_rejected"]) for s in funnel["stages"]],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_code_sft_runs_its_sandbox_on_dask_workers(tmp_path, monkeypatch, prefect_harness) -> None:
+    """The code SFT recipe, whose execute stage runs generated code in the sandbox, ends
+    every row where the default runner does when its shards run on two Dask workers."""
+    from distributed import Client, LocalCluster
+
+    from flows.code_sft import code_sft
+    from tests.test_code_sft_flow import params as sft_params
+    from tests.test_code_sft_flow import script as sft_script
+
+    runs = {}
+    for name in ("threads", "dask"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "threads"))
+    with LLMTestServer(sft_script()) as server:
+        base = sft_params(tmp_path / "threads", server).model_copy(update={"shard_size": 1})
+        code_sft(base)
+        runs["threads"] = outcome(Path(base.out))
+
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "dask"))
+    storage = tmp_path / "dask-shards"
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+        LLMTestServer(sft_script()) as server,
+    ):
+        worker_pids = set(client.run(os.getpid).values())
+        on_dask = sft_params(tmp_path / "dask", server).model_copy(
+            update={
+                "shard_size": 1,
+                "task_runner": "dask",
+                "dask_address": cluster.scheduler_address,
+                "storage": f"file://{storage}",
+            }
+        )
+        summary = code_sft(on_dask)
+    runs["dask"] = outcome(Path(on_dask.out))
+    assert summary["kept"] == 2
+    assert runs["dask"] == runs["threads"]
+    executed = {
+        json.loads(m.read_text())["worker"] for m in storage.glob("shards/execute/*/_DONE.json")
+    }
+    pids = {int(w.rsplit(":", 1)[1]) for w in executed}
+    assert pids and pids <= worker_pids and os.getpid() not in pids

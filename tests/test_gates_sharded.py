@@ -145,3 +145,18 @@ def test_a_column_the_shards_lack_fails_its_expectation(tmp_path: Path) -> None:
     result = sharded.validate_shards(shards_of(tmp_path, batches), SUITE, size=3)
     assert failed(result) == {"expect_column_values_to_not_be_null"}
     assert "does not exist" in (result.failures[0]["exception"] or "")
+
+
+def test_an_empty_stage_passes_value_checks_on_columns_the_suite_names(tmp_path: Path) -> None:
+    """No rows, so no columns: the columns the suite names (``id`` included) are given to
+    it empty, and only row counts speak about emptiness."""
+    spec = SUITE.model_copy(
+        update={
+            "expectations": [
+                expect("column_values_to_be_unique", column="id"),
+                expect("column_values_to_not_be_null", column="text"),
+            ]
+        }
+    )
+    result = sharded.validate_shards(shards_of(tmp_path, [[]]), spec, size=3)
+    assert result.success, result.summary()

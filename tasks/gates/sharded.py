@@ -84,15 +84,21 @@ def split(spec: SuiteSpec) -> tuple[SuiteSpec | None, SuiteSpec | None]:
     return part(rows), part(whole)
 
 
-def columns_of(spec: SuiteSpec) -> list[str]:
-    """The columns a suite's expectations name, plus ``id`` (a failure names rows by it)."""
-    named: set[str] = {"id"}
+def named_columns(spec: SuiteSpec) -> list[str]:
+    """The columns a suite's expectations name."""
+    named: set[str] = set()
     for e in spec.expectations:
         for key in ("column", "column_A", "column_B"):
             if isinstance(e.kwargs.get(key), str):
                 named.add(e.kwargs[key])
         named.update(e.kwargs.get("column_list") or [])
     return sorted(named)
+
+
+def columns_of(spec: SuiteSpec) -> list[str]:
+    """The columns read for a suite: those it names, plus ``id`` (a failure names rows
+    by it)."""
+    return sorted({*named_columns(spec), "id"})
 
 
 def chunks(shards: Sequence[ShardRef], size: int) -> Iterator[list[ShardRef]]:
@@ -116,8 +122,7 @@ def frame_of(shards: Sequence[ShardRef], spec: SuiteSpec) -> pd.DataFrame:
     if frame.empty and len(frame.columns) == 0:
         # No rows, so no columns: give the suite its columns, empty, so value checks
         # hold vacuously and only row-count expectations speak about emptiness.
-        named = [c for c in columns_of(spec) if c != "id"]
-        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in named})
+        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in named_columns(spec)})
     return frame
 
 
