@@ -125,6 +125,42 @@ def test_a_dask_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_ha
     assert all(s["reused"] for s in again["stages"])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_local_ray_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_harness) -> None:
+    """``task_runner=ray`` with no address: a temporary local Ray cluster (prefect-ray)
+    makes the shards in its worker processes, and the run publishes what the default
+    runner publishes."""
+    from flows.rag_qa import rag_qa
+
+    for name in ("threads", "ray"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "threads"))
+    with LLMTestServer(script()) as server:
+        base = params(tmp_path / "threads", server.base_url, shard_size=1)
+        rag_qa(base)
+        threads_calls = server.stats.chat_requests
+
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "ray"))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no internet here; don't try
+    storage = tmp_path / "ray-shards"
+    with LLMTestServer(script()) as server:
+        on_ray = params(
+            tmp_path / "ray",
+            server.base_url,
+            shard_size=1,
+            task_runner="ray",
+            storage=f"file://{storage}",
+        )
+        summary = rag_qa(on_ray)
+        assert server.stats.chat_requests == threads_calls
+    assert summary["kept"] == 3
+    check_outcome(Path(on_ray.out))
+    assert published(Path(on_ray.out)) == published(Path(base.out))
+    pids = {int(w.rsplit(":", 1)[1]) for w in shard_makers(storage)}
+    assert pids and os.getpid() not in pids  # made by Ray's worker processes
+
+
 def outcome(out: Path) -> dict[str, Any]:
     """Where every row of a code-sft run ended and why (timings left out: sandbox
     durations differ from run to run)."""
