@@ -57,6 +57,24 @@ def shard_makers(root: Path) -> set[str]:
     return {json.loads(m.read_text()).get("worker", "") for m in markers} - {""}
 
 
+def rag_qa_on_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, int]:
+    """The reference: rag-qa on the default runner, in its own project (journal, catalog,
+    shards) against its own fresh server, so a cluster run after it answers nothing from
+    this run's journal or shard cache. Returns its parameters and its request count."""
+    from flows.rag_qa import rag_qa
+
+    (tmp_path / "threads").mkdir()
+    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "threads"))
+    with LLMTestServer(script()) as server:
+        base = params(tmp_path / "threads", server.base_url, shard_size=1)
+        rag_qa(base)
+        check_outcome(Path(base.out))
+        calls = server.stats.chat_requests
+    here = f":{os.getpid()}"
+    assert {w.endswith(here) for w in shard_makers(tmp_path / "threads" / ".winnow")} == {True}
+    return base, calls
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_dask_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_harness) -> None:
@@ -64,19 +82,8 @@ def test_a_dask_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefect_ha
 
     from flows.rag_qa import rag_qa
 
-    # Each run in its own project (journal, catalog, shards) against its own fresh server,
-    # so the Dask run answers nothing from the first run's journal or shard cache.
-    for name in ("threads", "dask"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "threads"))
-    with LLMTestServer(script()) as server:
-        base = params(tmp_path / "threads", server.base_url, shard_size=1)
-        rag_qa(base)
-        check_outcome(Path(base.out))
-        threads_calls = server.stats.chat_requests
-    here = f":{os.getpid()}"
-    assert {w.endswith(here) for w in shard_makers(tmp_path / "threads" / ".winnow")} == {True}
-
+    base, threads_calls = rag_qa_on_threads(tmp_path, monkeypatch)
+    (tmp_path / "dask").mkdir()
     monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "dask"))
     storage = tmp_path / "dask-shards"
     with (
@@ -133,14 +140,8 @@ def test_a_local_ray_cluster_makes_the_same_dataset(tmp_path, monkeypatch, prefe
     runner publishes."""
     from flows.rag_qa import rag_qa
 
-    for name in ("threads", "ray"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "threads"))
-    with LLMTestServer(script()) as server:
-        base = params(tmp_path / "threads", server.base_url, shard_size=1)
-        rag_qa(base)
-        threads_calls = server.stats.chat_requests
-
+    base, threads_calls = rag_qa_on_threads(tmp_path, monkeypatch)
+    (tmp_path / "ray").mkdir()
     monkeypatch.setenv("WINNOW_PROJECT_DIR", str(tmp_path / "ray"))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no internet here; don't try
     storage = tmp_path / "ray-shards"
