@@ -60,7 +60,7 @@ class ServerProcess:
     """``python -m MODULE --port 0 ARGS...`` in a subprocess (its own process, so its CPU
     is not charged to the process being measured); the module prints its base URL first."""
 
-    def __init__(self, *args: str, module: str = "winnow.testing.llm_server") -> None:
+    def __init__(self, *args: str, module: str = "winnow.testing") -> None:
         self.cmd = [sys.executable, "-m", module, "--port", "0", *args]
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""

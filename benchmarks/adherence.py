@@ -62,9 +62,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     args = parser.parse_args()
 
-    from tasks.generation import llm_config
     from tasks.llm.base import ProviderSpec
-    from tasks.rag.adherence import TEMPLATE, ChainPollConfig, score_rows
+    from tasks.pipeline.llm_stage import llm_config
+    from tasks.recipes.rag_qa.adherence import TEMPLATE, ChainPollConfig, score_rows
 
     spec = ProviderSpec(kind=args.provider, model=args.model, base_url=args.base_url)
     top = max(args.judges)
@@ -116,8 +116,8 @@ def _interleaved(rows: list[dict]) -> list[dict]:
 def _report(rows: list[dict], scored: list, judges: list[int], threshold: float) -> dict:
     """Metrics for each J from the first J votes of every row (vote j of a larger J is
     the same request as vote j of a smaller one, so this is what J alone would give)."""
-    from tasks.rag.adherence import aggregate
-    from tasks.rag.grounding import check_grounding
+    from tasks.recipes.rag_qa.adherence import aggregate
+    from tasks.recipes.rag_qa.grounding import check_grounding
 
     labels = [bool(r["supported"]) for r in rows]
     grounded = [check_grounding(r["context"], r["question"], r["answer"]).grounded for r in rows]

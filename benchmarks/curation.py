@@ -95,7 +95,7 @@ def child(step: str, size: int, embedder: str, threads: int) -> dict:
     """Run one step over ``size`` rows in this process; return its figures."""
     from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup
     from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
-    from tasks.stage import RunInfo, StageContext
+    from tasks.pipeline.stage import RunInfo, StageContext
 
     ctx = StageContext(run=RunInfo(run_id="bench", recipe="bench"), stage=step)
     embed_s = [0.0]

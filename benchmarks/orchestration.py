@@ -45,7 +45,7 @@ def child(params_json: str) -> dict:
 
     prefect_env.apply()
     t0 = time.perf_counter()
-    import tasks.code.stages as stages
+    import tasks.recipes.code_sft.stages as stages
     from flows.registry import get_recipe
     from tasks.llm.client import LLMClient
 

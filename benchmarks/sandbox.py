@@ -30,7 +30,7 @@ from _common import paired  # noqa: E402
 from tasks.sandbox.base import Sandbox, SandboxUnavailable  # noqa: E402
 
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
-from tasks.verify import Case, verify_cases  # noqa: E402
+from tasks.sandbox.verify import Case, verify_cases  # noqa: E402
 
 
 def bare() -> None:

@@ -1,6 +1,6 @@
 """Throughput of ``LLMClient`` against the test LLM server, journal on.
 
-Starts ``python -m winnow.testing.llm_server`` in a subprocess with a fixed latency L
+Starts ``python -m winnow.testing`` in a subprocess with a fixed latency L
 and a server-side concurrency cap C, sends N distinct requests through the real
 OpenAI SDK path, and prints the throughput as a fraction of the ideal C/L.
 Then re-runs the same requests with a fresh client: all from the journal, zero sends.

@@ -9,35 +9,32 @@ from typing import Any
 from prefect import flow
 
 from flows.registry import Recipe
-from tasks.dedup import exact_dedup_stage
-from tasks.math.recipe import MathParams, plan, publish_math
-from tasks.math.stages import EXECUTE, JUDGE, PROBLEMS, STATIC
-from tasks.pipeline import Run
-from tasks.stage import write_input_shards
+from tasks.curation.exact import exact_dedup_stage
+from tasks.pipeline.run import Run
+from tasks.recipes.math_word_problems.recipe import MathParams, plan, to_example
+from tasks.recipes.math_word_problems.stages import EXECUTE, JUDGE, PROBLEMS, STATIC
 
 RECIPE = Recipe(
     name="math-word-problems",
     module=__name__,
     flow_attr="math_word_problems",
-    params_path="tasks.math.recipe:MathParams",
+    params_path="tasks.recipes.math_word_problems.recipe:MathParams",
     summary="word problems → program computes the answer in the sandbox → must match → judge",
 )
 
 
-@flow(name="math-word-problems", log_prints=True)
+@flow(name=RECIPE.name, log_prints=True)
 def math_word_problems(params: MathParams = MathParams()) -> dict[str, Any]:  # noqa: B008
     p = plan(params)  # every check that can fail before money is spent
-    run = Run("math-word-problems", params)
-    with run.guard(params.out):
-        seeds = write_input_shards(p.seeds, params.shard_size, "math-word-problems")
+    with Run(RECIPE.name, params) as run:
+        seeds = run.inputs(p.seeds)
         problems = run.stage(PROBLEMS, seeds, p.problems)
         unique = run.global_stage(exact_dedup_stage("unique_problems"), problems.kept, p.unique)
         run.gate(unique, "math_word_problems.problems")
         static = run.stage(STATIC, unique.kept, p.static)
-        executed = run.stage(EXECUTE, static.kept, p.execute)  # computed == stated
-        run.gate(executed, "math_word_problems.executed")
-        stages = [problems, unique, static, executed]
+        final = run.stage(EXECUTE, static.kept, p.execute)  # computed == stated
+        run.gate(final, "math_word_problems.executed")
         if p.judge is not None:  # optional, by parameter: is the problem well-posed?
-            stages.append(run.stage(JUDGE, executed.kept, p.judge))
-        run.gate(stages[-1], "math_word_problems.kept")
-        return publish_math(run, params.out, stages[-1], stages)
+            final = run.stage(JUDGE, final.kept, p.judge)
+        run.gate(final, "math_word_problems.kept")
+        return run.publish(final, to_example)

@@ -8,19 +8,26 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.code.php_stages import COVERAGE, FAITHFULNESS, PYTHON_CHECK, TRANSLATE
-from tasks.code.php_translation import PHPTranslationParams, plan, publish_php_translation
-from tasks.code.stages import EXECUTE
-from tasks.pipeline import Run
-from tasks.stage import write_input_shards
+from flows.registry import Recipe
+from tasks.execution.revise import EXECUTE
+from tasks.pipeline.run import Run
+from tasks.recipes.php_translation.recipe import PHPTranslationParams, plan, publish_php
+from tasks.recipes.php_translation.stages import COVERAGE, FAITHFULNESS, PYTHON_CHECK, TRANSLATE
+
+RECIPE = Recipe(
+    name="php-translation",
+    module=__name__,
+    flow_attr="php_translation",
+    params_path="tasks.recipes.php_translation.recipe:PHPTranslationParams",
+    summary="verified Python → PHP → php -l → sandbox → revision → coverage → faithfulness",
+)
 
 
-@flow(name="php-translation", log_prints=True)
+@flow(name=RECIPE.name, log_prints=True)
 def php_translation(params: PHPTranslationParams = PHPTranslationParams()) -> dict[str, Any]:  # noqa: B008
     p = plan(params)  # every check that can fail before money is spent
-    run = Run("php-translation", params)
-    with run.guard(params.out):
-        inputs = write_input_shards(p.rows, params.shard_size, "php-translation")
+    with Run(RECIPE.name, params) as run:
+        inputs = run.inputs(p.rows)
         python = run.stage(PYTHON_CHECK, inputs, p.python_check)
         run.gate(python, "php_translation.python")
         translated = run.stage(TRANSLATE, python.kept, p.translate)
@@ -30,5 +37,4 @@ def php_translation(params: PHPTranslationParams = PHPTranslationParams()) -> di
         covered = run.stage(COVERAGE, executed.kept, p.coverage)
         final = run.stage(FAITHFULNESS, covered.kept, p.faithfulness)
         run.gate(final, "php_translation.kept")
-        stages = [python, translated, executed, covered, final]
-        return publish_php_translation(run, params.out, final, stages)
+        return publish_php(run, final)

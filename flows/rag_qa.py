@@ -1,5 +1,6 @@
 """RAG QA (seed 004): contexts → questions of several kinds → answers → context adherence
-(ChainPoll) → filter → publish. Any LLM stage can go through a batch API (batch=true)."""
+(ChainPoll) → filter → publish. Any recipe's LLM stages can go through a batch API
+(batch=true); this one is built for it."""
 
 from __future__ import annotations
 
@@ -7,19 +8,26 @@ from typing import Any
 
 from prefect import flow
 
+from flows.registry import Recipe
 from tasks.curation.optional import curate
-from tasks.pipeline import Run
-from tasks.rag.recipe import RAGQAParams, mix_gate, plan, publish_rag_qa
-from tasks.rag.stages import ADHERENCE, ANSWERS, FILTER, PASSAGES, QUESTIONS
-from tasks.stage import write_input_shards
+from tasks.pipeline.run import Run
+from tasks.recipes.rag_qa.recipe import RAGQAParams, mix_gate, plan, publish_rag_qa
+from tasks.recipes.rag_qa.stages import ADHERENCE, ANSWERS, FILTER, PASSAGES, QUESTIONS
+
+RECIPE = Recipe(
+    name="rag-qa",
+    module=__name__,
+    flow_attr="rag_qa",
+    params_path="tasks.recipes.rag_qa.recipe:RAGQAParams",
+    summary="contexts → questions by kind → answers → context adherence → filter",
+)
 
 
-@flow(name="rag-qa", log_prints=True)
+@flow(name=RECIPE.name, log_prints=True)
 def rag_qa(params: RAGQAParams = RAGQAParams()) -> dict[str, Any]:  # noqa: B008
     p = plan(params)  # every check that can fail before money is spent
-    run = Run("rag-qa", params)
-    with run.guard(params.out):
-        seeds = write_input_shards(p.seeds, params.shard_size, "rag-qa")
+    with Run(RECIPE.name, params) as run:
+        seeds = run.inputs(p.seeds)
         passages = run.stage(PASSAGES, seeds, p.passages)
         questions = run.stage(QUESTIONS, passages.kept, p.questions)
         mix_gate(run, questions, "rag_qa.questions", p.mix, params.mix_tolerance)
@@ -29,8 +37,6 @@ def rag_qa(params: RAGQAParams = RAGQAParams()) -> dict[str, Any]:  # noqa: B008
         run.gate(scored, "rag_qa.scored")
         filtered = run.stage(FILTER, scored.kept, p.filter)
         # optional, by parameter: contamination check, near-duplicate and semantic dedup
-        curated = curate(run, filtered, p.curation)
-        final = curated[-1] if curated else filtered
+        final = curate(run, filtered, p.curation)
         mix_gate(run, final, "rag_qa.kept", p.mix, params.mix_tolerance)
-        stages = [passages, questions, answers, scored, filtered, *curated]
-        return publish_rag_qa(run, params.out, final, stages, params.threshold)
+        return publish_rag_qa(run, final, params.threshold)

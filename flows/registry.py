@@ -1,17 +1,17 @@
-"""The recipes Winnow ships: name → flow and parameters model.
+"""The recipes: name → flow and parameters model.
 
 A recipe module in ``flows/`` defines one Prefect flow whose single argument is a
-pydantic parameters model; registering it here makes it runnable as
-``winnow run NAME`` and servable as a deployment.
-
-A recipe registers itself by declaring, at module level in ``flows/<module>.py``::
+pydantic parameters model, and declares itself at module level::
 
     RECIPE = Recipe(name="my-recipe", module=__name__, flow_attr="my_recipe",
-                    params_path="tasks.my_recipe.recipe:MyRecipeParams", summary="...")
+                    params_path="tasks.recipes.my_recipe.recipe:MyRecipeParams",
+                    summary="...")
+
+which makes it runnable as ``winnow run NAME`` and servable as a deployment. The flow
+names itself and its run with ``RECIPE.name``: the name is said once.
 
 The declarations are read from the source (``ast``), not imported: importing a flow
-module costs Prefect's import, and listing recipes must stay cheap. The recipes below
-are listed by hand (they predate discovery); both end up in ``RECIPES``.
+module costs Prefect's import, and listing recipes must stay cheap.
 """
 
 from __future__ import annotations
@@ -39,34 +39,6 @@ class Recipe:
     def params_model(self) -> type[BaseModel]:
         module, _, attr = self.params_path.partition(":")
         return getattr(importlib.import_module(module), attr)
-
-
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in [
-        Recipe(
-            "code-sft",
-            "flows.code_sft",
-            "code_sft",
-            "tasks.code.sft:CodeSFTParams",
-            "problems → solutions with tests → lint → sandbox → revision → judge",
-        ),
-        Recipe(
-            "rag-qa",
-            "flows.rag_qa",
-            "rag_qa",
-            "tasks.rag.recipe:RAGQAParams",
-            "contexts → questions by kind → answers → context adherence → filter",
-        ),
-        Recipe(
-            "php-translation",
-            "flows.php_translation",
-            "php_translation",
-            "tasks.code.php_translation:PHPTranslationParams",
-            "verified Python → PHP → php -l → sandbox → revision → coverage → faithfulness",
-        ),
-    ]
-}
 
 
 def _declared(path: Path) -> Recipe | None:
@@ -106,7 +78,7 @@ def discover(directory: Path | None = None) -> dict[str, Recipe]:
     return found
 
 
-RECIPES.update({n: r for n, r in discover().items() if n not in RECIPES})
+RECIPES: dict[str, Recipe] = discover()
 
 
 class UnknownRecipe(ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks.llm.base import ChatRequest, ProviderSpec
 from tasks.llm.openai_provider import OpenAIProvider
-from tests.test_code_sft_flow import TOPICS
+from tests.recipes.test_code_sft_flow import TOPICS
 from winnow.testing.llm_server import Stats, body_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str,
 
 def code_sft_args(tmp: Path, url: str, out: Path) -> list[str]:
     """`winnow run` arguments of a small code-sft run against the script of
-    ``tests/test_code_sft_flow.py`` (topics file written under ``tmp``)."""
+    ``tests/recipes/test_code_sft_flow.py`` (topics file written under ``tmp``)."""
     topics = tmp / "topics.txt"
     topics.write_text("\n".join(TOPICS) + "\n")
     sets = {

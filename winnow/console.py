@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tasks import progress
+from tasks.core import progress
 
 err = Console(stderr=True)
 out = Console()
@@ -116,4 +116,23 @@ def costs_line(costs: dict[str, Any]) -> str:
         f"LLM calls: {costs.get('calls', 0)} ({costs.get('cached_calls', 0)} from the journal), "
         f"tokens: {costs.get('prompt_tokens', 0)} in / {costs.get('completion_tokens', 0)} out, "
         f"cost: ${costs.get('cost_usd', 0.0):.4f}"
+    )
+
+
+def print_summary(summary: dict[str, Any], seconds: float) -> None:
+    """What a finished recipe run reports: its funnel, its costs, what it kept and where."""
+    out.print(funnel_table(summary.get("stages", []), title=f"Run {summary.get('run_id')}"))
+    out.print(
+        costs_line(
+            {
+                "calls": summary.get("llm_calls", 0),
+                "cached_calls": summary.get("llm_calls_from_journal", 0),
+                "prompt_tokens": summary.get("tokens", {}).get("prompt", 0),
+                "completion_tokens": summary.get("tokens", {}).get("completion", 0),
+                "cost_usd": summary.get("cost_usd", 0.0),
+            }
+        )
+    )
+    out.print(
+        f"kept {summary.get('kept', 0)} example(s) in {seconds:.0f} s -> {summary.get('out', '')}"
     )

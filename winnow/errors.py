@@ -12,10 +12,10 @@ from winnow.console import fail
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from tasks.core.jsonl import InputError
     from tasks.gates.gx import GateFailed, SuiteError
-    from tasks.jsonl import InputError
     from tasks.llm.base import ConfigError
-    from tasks.prompts import PromptError
+    from tasks.llm.prompts import PromptError
 
     return (InputError, PromptError, ConfigError, SuiteError, GateFailed, ValidationError)
 

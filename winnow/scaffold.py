@@ -56,14 +56,14 @@ def files_for(names: Names) -> dict[str, str]:
     m = names.module
     return {
         f"flows/{m}.py": "flow.py.tmpl",
-        f"tasks/{m}/__init__.py": "init.py.tmpl",
-        f"tasks/{m}/stages.py": "stages.py.tmpl",
-        f"tasks/{m}/recipe.py": "recipe.py.tmpl",
+        f"tasks/recipes/{m}/__init__.py": "init.py.tmpl",
+        f"tasks/recipes/{m}/stages.py": "stages.py.tmpl",
+        f"tasks/recipes/{m}/recipe.py": "recipe.py.tmpl",
         f"prompts/{m}/generate.toml": "generate.toml.tmpl",
         f"expectations/{m}.generated.json": "generated.json.tmpl",
         f"expectations/{m}.kept.json": "kept.json.tmpl",
         f"winnow/testing/scenarios/{m}.py": "scenario.py.tmpl",
-        f"tests/test_{m}_flow.py": "test_flow.py.tmpl",
+        f"tests/recipes/test_{m}_flow.py": "test_flow.py.tmpl",
     }
 
 
@@ -71,8 +71,8 @@ def taken(names: Names, root: Path) -> str | None:
     """Why ``names`` cannot be used in ``root``, or None."""
     from flows.registry import RECIPES, discover
 
-    # tasks/<module>/ must not shadow a module or package of tasks/ (e.g. tasks/stage.py)
-    clashes = [f"tasks/{names.module}.py", f"tasks/{names.module}"]
+    # tasks/recipes/<module>/ must not shadow a module of tasks/recipes/
+    clashes = [f"tasks/recipes/{names.module}.py", f"tasks/recipes/{names.module}"]
     existing = [p for p in [*files_for(names), *clashes] if (root / p).exists()]
     if existing:
         return "refusing to overwrite existing file(s): " + ", ".join(existing)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from tasks.curation.common import Spool, get_path, number, rejection
-from tasks.stage import GlobalStage, StageContext
+from tasks.pipeline.stage import GlobalStage, StageContext
 
 log = logging.getLogger("winnow")
 

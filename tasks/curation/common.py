@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+from tasks.core.records import Rejection
+
 
 def get_path(row: dict[str, Any], path: str) -> Any:
     """``row["judge"]["score"]`` for ``"judge.score"``; ``None`` when any step is missing.
@@ -48,14 +50,8 @@ def number(value: Any) -> float | None:
 def rejection(
     row: dict[str, Any], stage: str, reason: str, detail: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The rejection row a GlobalStage yields (same shape as ``StageResult.reject``)."""
-    return {
-        "record_id": str(row.get("id", "")),
-        "stage": stage,
-        "reason": reason,
-        "detail": detail or {},
-        "record": row,
-    }
+    """The rejection row a GlobalStage yields (the row ``StageResult.reject`` writes)."""
+    return Rejection.of(row, stage, reason, detail).row()
 
 
 class Spool:

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from tasks.curation.common import text_of
-from tasks.stage import Stage, StageContext, StageResult
+from tasks.pipeline.stage import Stage, StageContext, StageResult
 
 _WORD = re.compile(r"\w+")
 SUFFIXES = (".jsonl", ".txt")

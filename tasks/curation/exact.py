@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tasks.curation.common import get_path, rejection
-from tasks.stage import GlobalStage, StageContext
+from tasks.pipeline.stage import GlobalStage, StageContext
 
 _SPACE = re.compile(r"\s+")
 _COMMENTS = {

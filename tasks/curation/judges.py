@@ -3,10 +3,11 @@ committee keeps it by majority vote (more than half of the valid votes say keep;
 rejects) or by mean score. Every vote stays in the row's ``committee`` field (or
 ``output_field``), so disagreement can be studied later.
 
-Each judge answers through ``client_for(spec).complete_json`` (journaled, retried,
-rate-limited per endpoint); judges run in parallel threads. A judge whose answer never
-parses or whose request fails casts no vote; a row with fewer than ``min_votes`` votes is
-rejected, and a failed request marks the shard incomplete so the next run asks again.
+Each judge answers through the one door to the LLM (``tasks.pipeline.llm_stage.ask``:
+journaled, retried, rate-limited per endpoint); judges run in parallel threads. A judge
+whose answer never parses or whose request fails casts no vote; a row with fewer than
+``min_votes`` votes is rejected, and a failed request marks the shard incomplete so the
+next run asks again.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tasks import prompts
-from tasks.clients import client_for
 from tasks.curation.common import get_path
 from tasks.llm.base import GenerationParams, ProviderSpec
-from tasks.llm.structured import JsonResult
-from tasks.stage import Stage, StageContext, StageResult
+from tasks.llm.prompts import PromptError
+from tasks.pipeline.llm_stage import Answer, Ask, LLMConfig, ask, llm_config
+from tasks.pipeline.stage import Stage, StageContext, StageResult
 
 DEFAULT_CRITERIA = (
     "- correctness: is the answer right and complete for the request?\n"
@@ -86,7 +86,7 @@ def tally(votes: list[dict[str, Any]], config: JudgeCommitteeConfig) -> dict[str
     }
 
 
-def _vote(spec: ProviderSpec, answer: JsonResult) -> dict[str, Any]:
+def _vote(spec: ProviderSpec, answer: Answer) -> dict[str, Any]:
     last = answer.results[-1] if answer.results else None
     base = {
         "judge": judge_name(spec),
@@ -99,32 +99,34 @@ def _vote(spec: ProviderSpec, answer: JsonResult) -> dict[str, Any]:
     return {**base, **vote.model_dump()}
 
 
+def _judge_config(spec: ProviderSpec, config: JudgeCommitteeConfig) -> LLMConfig:
+    llm = llm_config(spec, config.template)
+    if llm.template_version != config.template_version:
+        raise PromptError(
+            f"template {config.template!r} is v{llm.template_version}, the config pins "
+            f"v{config.template_version}"
+        )
+    return llm if config.params is None else llm.model_copy(update={"params": config.params})
+
+
 def judge_committee_batch(
     rows: list[dict[str, Any]], config: JudgeCommitteeConfig, ctx: StageContext
 ) -> StageResult:
-    template = prompts.load(config.template)
-    if template.version != config.template_version:
-        raise prompts.PromptError(
-            f"template {config.template!r} is v{template.version}, the config pins "
-            f"v{config.template_version}"
-        )
-    requests = [
-        template.request(
-            {"content": render_content(row, config.fields), "criteria": config.criteria},
-            params=config.params,
-        )
+    asks = [
+        Ask(fields={"content": render_content(row, config.fields), "criteria": config.criteria})
         for row in rows
     ]
+    llms = [_judge_config(spec, config) for spec in config.judges]
 
-    def ask(spec: ProviderSpec) -> list[JsonResult]:
-        return client_for(spec).complete_json(requests, JudgeVote)
+    def votes_of(llm: LLMConfig) -> list[Answer]:
+        return ask(llm, asks, label=ctx.stage, schema=JudgeVote)
 
-    with ThreadPoolExecutor(max_workers=len(config.judges)) as pool:
-        answers = list(pool.map(ask, config.judges))
+    with ThreadPoolExecutor(max_workers=len(llms)) as pool:
+        answers = list(pool.map(votes_of, llms))
     out = StageResult()
     for per_judge in answers:
         for answer in per_judge:
-            out.add_calls(answer.results, template.name, template.version)
+            out.add_calls(answer.results, config.template, config.template_version)
     for i, row in enumerate(rows):
         votes = [_vote(spec, answers[j][i]) for j, spec in enumerate(config.judges)]
         decision = tally(votes, config)
@@ -133,7 +135,6 @@ def judge_committee_batch(
             out.kept.append(judged)
         else:
             out.reject(judged, ctx.stage, f"committee: {decision['why']}", {"votes": votes})
-        ctx.progress()
     return out
 
 

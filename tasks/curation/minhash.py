@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from tasks.curation.common import rejection, text_of
-from tasks.stage import GlobalStage, StageContext
+from tasks.pipeline.stage import GlobalStage, StageContext
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")

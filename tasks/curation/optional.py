@@ -2,7 +2,8 @@
 
 A recipe mixes ``CurationParams`` into its parameters, builds a ``CurationPlan`` in its
 plan (so a missing eval folder is reported before any request), and calls ``curate`` on
-its final output: one line in the flow, each step recorded in the funnel like any other.
+its final output: one line in the flow, which returns the output to publish, each step
+recorded in the funnel like any other.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pydantic import BaseModel, Field
 from tasks.curation.contamination import ContaminationConfig, contamination_stage
 from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup_stage
 from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
-from tasks.pipeline import Run
-from tasks.stage import StageOutput
+from tasks.pipeline.run import Run
+from tasks.pipeline.stage import StageOutput
 
 
 class CurationParams(BaseModel):
@@ -52,17 +53,14 @@ def plan_curation(
     )
 
 
-def curate(run: Run, output: StageOutput, plan: CurationPlan) -> list[StageOutput]:
-    """Run the steps that are on, in order; returns their outputs (empty when all are off)."""
-    steps: list[StageOutput] = []
+def curate(run: Run, output: StageOutput, plan: CurationPlan) -> StageOutput:
+    """Run the steps that are on, in order; returns the last one's output (``output``
+    itself when all are off)."""
     current = output
     if plan.contamination:
         current = run.stage(contamination_stage(), current.kept, plan.contamination)
-        steps.append(current)
     if plan.near_dup:
         current = run.global_stage(minhash_dedup_stage(), current.kept, plan.near_dup)
-        steps.append(current)
     if plan.semantic:
         current = run.global_stage(semantic_dedup_stage(), current.kept, plan.semantic)
-        steps.append(current)
-    return steps
+    return current

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks.curation.common import Spool, get_path, number, rejection, text_of
-from tasks.stage import GlobalStage, StageContext
+from tasks.pipeline.stage import GlobalStage, StageContext
 
 DEFAULT_PHRASES = [
     "I'm sorry",

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from tasks.curation.common import Spool, get_path, number, rejection
-from tasks.stage import GlobalStage, StageContext
+from tasks.pipeline.stage import GlobalStage, StageContext
 
 
 class QualityQuantileConfig(BaseModel):

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from tasks.curation.common import Spool, get_path, number, rejection, text_of
-from tasks.stage import GlobalStage, StageContext
+from tasks.pipeline.stage import GlobalStage, StageContext
 
 
 class Embedder(Protocol):

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from tasks.core.records import content_hash
 from tasks.gates.suites import Severity, SuiteError, SuiteSpec, load_suite
-from tasks.records import content_hash
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -236,3 +238,41 @@ def enforce(result: GateResult) -> GateResult:
 def gate(frame: pd.DataFrame, suite: str | SuiteSpec) -> GateResult:
     """``enforce(validate(frame, suite))``."""
     return enforce(validate(frame, suite))
+
+
+def _deep_check(spec: SuiteSpec) -> list[str]:
+    """Build every expectation with GX (imports it), which validates the kwargs too."""
+    try:
+        build_gx_suite(spec)
+    except SuiteError as exc:
+        return [str(exc)]
+    except Exception as exc:  # GX raises many types; report them all the same way
+        return [f"{spec.source or spec.name}: GX rejects the suite: {exc}"]
+    return []
+
+
+def check_suites(
+    names: Iterable[str | SuiteSpec],
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    deep: bool = False,
+) -> list[SuiteSpec]:
+    """Load every suite a run will need, up front, and report all problems at once.
+
+    Call this before the first paid request. ``deep=True`` also builds the expectations
+    with GX (about 3 s for the import, once per process).
+    """
+    specs: list[SuiteSpec] = []
+    problems: list[str] = []
+    for item in names:
+        try:
+            spec = item if isinstance(item, SuiteSpec) else load_suite(item, directory)
+        except SuiteError as exc:
+            problems.append(str(exc))
+            continue
+        if deep:
+            problems.extend(_deep_check(spec))
+        specs.append(spec)
+    if problems:
+        raise SuiteError("\n".join(problems))
+    return specs

@@ -14,9 +14,9 @@ import json
 import os
 from collections.abc import Sequence
 
+from tasks.core.paths import state_dir
 from tasks.gates.gx import GateResult
 from tasks.gates.suites import SuiteSpec
-from winnow.paths import state_dir
 
 _VERSION = "2"  # bump when GateResult or validation semantics change
 

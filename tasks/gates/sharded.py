@@ -26,8 +26,7 @@ import pandas as pd
 
 from tasks.gates import gx
 from tasks.gates.suites import ExpectationSpec, SuiteSpec
-from tasks.stage import ShardRef
-from tasks.store.shards import read_frame
+from tasks.store.shards import ShardRef, read_frame
 
 CHUNK_ROWS = 10_000  # default; WINNOW_GATE_CHUNK_ROWS overrides
 

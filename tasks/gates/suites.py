@@ -8,7 +8,7 @@ A suite is GX's own suite JSON plus two fields of ours (see ``expectations/READM
 
 Everything here runs before a run spends money, so it must be cheap: importing GX costs
 seconds, so the expectation types are checked against the expectation modules GX ships
-(found on disk, not imported). ``check_suites(..., deep=True)`` goes further and builds
+(found on disk, not imported). ``gx.check_suites(..., deep=True)`` goes further and builds
 each expectation with GX itself, which also checks its kwargs.
 """
 
@@ -18,14 +18,13 @@ import difflib
 import importlib.util
 import json
 import os
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from winnow.paths import expectations_dir
+from tasks.core.paths import expectations_dir
 
 Severity = Literal["critical", "warning"]
 SUITE_SUFFIX = ".json"
@@ -149,43 +148,3 @@ def load_suite(name: str, directory: str | os.PathLike[str] | None = None) -> Su
     if spec.name != name:
         raise SuiteError(f"{path}: the suite inside is named {spec.name!r}, expected {name!r}")
     return spec
-
-
-def _deep_check(spec: SuiteSpec) -> list[str]:
-    """Build every expectation with GX (imports it), which validates the kwargs too."""
-    from tasks.gates.gx import build_gx_suite
-
-    try:
-        build_gx_suite(spec)
-    except SuiteError as exc:
-        return [str(exc)]
-    except Exception as exc:  # GX raises many types; report them all the same way
-        return [f"{spec.source or spec.name}: GX rejects the suite: {exc}"]
-    return []
-
-
-def check_suites(
-    names: Iterable[str | SuiteSpec],
-    directory: str | os.PathLike[str] | None = None,
-    *,
-    deep: bool = False,
-) -> list[SuiteSpec]:
-    """Load every suite a run will need, up front, and report all problems at once.
-
-    Call this before the first paid request. ``deep=True`` also builds the expectations
-    with GX (about 3 s for the import, once per process).
-    """
-    specs: list[SuiteSpec] = []
-    problems: list[str] = []
-    for item in names:
-        try:
-            spec = item if isinstance(item, SuiteSpec) else load_suite(item, directory)
-        except SuiteError as exc:
-            problems.append(str(exc))
-            continue
-        if deep:
-            problems.extend(_deep_check(spec))
-        specs.append(spec)
-    if problems:
-        raise SuiteError("\n".join(problems))
-    return specs

@@ -64,7 +64,7 @@ _RECENT_MAX = 10_000
 class LLMClient:
     """Journaled, rate-adaptive, retrying access to one provider and model.
 
-    ``journal=None`` uses the project's journal (``winnow.paths.journal_path()``); pass
+    ``journal=None`` uses the project's journal (``tasks.core.paths.journal_path()``); pass
     ``use_journal=False`` to run without one. ``retry`` tunes the back-off.
     """
 

@@ -105,7 +105,7 @@ class Journal:
 
     def __init__(self, path: Path | str | None = None) -> None:
         if path is None:
-            from winnow.paths import journal_path
+            from tasks.core.paths import journal_path
 
             path = journal_path()
         self.path = Path(path)

@@ -81,10 +81,10 @@ def _unload_all() -> None:
 
 
 def embedded_model_path() -> Path:
-    """Where the embedded model is, from ``tasks.model.embedded`` (which honours
+    """Where the embedded model is, from ``tasks.llm.embedded_model`` (which honours
     ``WINNOW_MODEL_PATH``); its errors become ConfigError."""
     try:
-        from tasks.model.embedded import resolve_model_path
+        from tasks.llm.embedded_model import resolve_model_path
     except ImportError:
         explicit = os.environ.get("WINNOW_MODEL_PATH")
         if explicit:

@@ -39,7 +39,7 @@ class PrivateDockerd:
 
     def __init__(self, data_root: Path | None = None, start_timeout: float = 60.0) -> None:
         if data_root is None:
-            from winnow.paths import cache_dir
+            from tasks.core.paths import cache_dir
 
             data_root = cache_dir() / "dockerd"
         self.data_root = data_root

@@ -29,10 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from tasks.records import Rejection, as_plain_dict
+from tasks.core.paths import catalog_path
+from tasks.core.records import Rejection, as_plain_dict
 from tasks.store import fsio
 from tasks.store.shards import ShardInfo
-from winnow.paths import catalog_path
 
 SCHEMA_VERSION = 1
 
@@ -127,7 +127,7 @@ _PROCESS_LOCK = threading.RLock()
 
 
 class ShardLike(Protocol):
-    """A written shard: ``ShardInfo`` here, ``ShardRef`` in ``tasks.stage``."""
+    """A written shard: ``ShardInfo`` here, ``ShardRef`` in ``tasks.pipeline.stage``."""
 
     @property
     def path(self) -> str | Path: ...
@@ -376,7 +376,7 @@ class Catalog:
 
         Stages keep the order in which they were first recorded; that is the funnel's
         order. Shards given as objects with ``path``, ``rows`` and ``fingerprint``
-        (``ShardInfo``, ``tasks.stage.ShardRef``) are also registered as the stage's kept
+        (``ShardInfo``, ``tasks.pipeline.stage.ShardRef``) are also registered as the stage's kept
         shards (``stage_shards``); plain paths are only listed on the stage row.
         """
         paths = [str(s) if isinstance(s, str | Path) else str(s.path) for s in shards]

@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.killpoints import kill_point
-from tasks.records import json_default
+from tasks.core.killpoints import kill_point
+from tasks.core.records import json_default
 from tasks.store.shards import write_shard_stream
 
 FileContent = Iterable[Mapping[str, Any]] | Mapping[str, Any] | list[Any] | str | bytes

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tasks.core.paths import state_dir
 from tasks.store import fsio
 from tasks.store.publish import MANIFEST, FileContent, FileInfo, Writer, publish
-from winnow.paths import state_dir
 
 
 def publish_to_url(

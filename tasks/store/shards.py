@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from tasks.records import canonical_json
+from tasks.core.records import canonical_json
 from tasks.store import fsio
 
 if TYPE_CHECKING:  # pandas costs ~1 s to import; only read_frame needs it
@@ -66,6 +66,14 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "json": pa.string(),
     "null": pa.null(),
 }
+
+
+class ShardRef(BaseModel):
+    """A shard as stages pass it on: where it is, its rows, its content fingerprint."""
+
+    path: str
+    rows: int
+    fingerprint: str
 
 
 class ShardInfo(BaseModel):

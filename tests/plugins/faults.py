@@ -35,7 +35,7 @@ def code_sft_reference(prefect_harness: None, tmp_path_factory: pytest.TempPathF
         start_run,
         winnow_env,
     )
-    from tests.test_code_sft_flow import script
+    from tests.recipes.test_code_sft_flow import script
     from winnow.testing.llm_server import LLMTestServer
 
     tmp: Path = tmp_path_factory.mktemp("code-sft-reference")

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from winnow.paths import SOURCE_ROOT
+from tasks.core.paths import SOURCE_ROOT
 
 URL_LINE = re.compile(r"Prefect server: (http://127\.0\.0\.1:\d+/api)")
 

@@ -41,25 +41,24 @@ def adherence(
     concurrency: int = typer.Option(16, help="Max requests in flight (remote providers)."),
 ) -> None:
     """Score {"id", "context", "question", "answer"} rows from stdin for context adherence."""
+    from tasks.core.jsonl import InputError, numbered_rows
+
     rows = []
-    for n, line in enumerate(sys.stdin, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise fail(f"stdin line {n}: not JSON ({exc})") from None
-        missing = [f for f in FIELDS if not isinstance(row, dict) or not row.get(f)]
-        if missing:
-            raise fail(f"stdin line {n}: missing {', '.join(missing)}")
-        rows.append(row)
+    try:
+        for n, row in numbered_rows(sys.stdin):
+            missing = [f for f in FIELDS if not row.get(f)]
+            if missing:
+                raise fail(f"stdin line {n}: missing {', '.join(missing)}")
+            rows.append(row)
+    except InputError as exc:
+        raise fail(str(exc)) from None
     if not rows:
         return
     with user_errors():
-        from tasks.clients import client_for
-        from tasks.generation import llm_config
         from tasks.llm.base import ProviderSpec
-        from tasks.rag.adherence import TEMPLATE, ChainPollConfig, score_rows
+        from tasks.llm.clients import client_for
+        from tasks.pipeline.llm_stage import llm_config
+        from tasks.recipes.rag_qa.adherence import TEMPLATE, ChainPollConfig, score_rows
 
         spec = ProviderSpec(
             kind=provider, model=model, base_url=base_url, max_concurrency=concurrency

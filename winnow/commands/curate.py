@@ -37,15 +37,16 @@ class Step(StrEnum):
 
 
 def _read_rows(stream: TextIO) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise fail(f"stdin line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise fail(f"stdin line {number}: expected a JSON object")
+    from tasks.core.jsonl import InputError, numbered_rows
+
+    try:
+        yield from _with_ids(numbered_rows(stream))
+    except InputError as exc:
+        raise fail(str(exc)) from None
+
+
+def _with_ids(rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    for number, row in rows:
         if "id" not in row or row["id"] in (None, ""):
             row["id"] = str(number)
         yield row
@@ -125,7 +126,7 @@ def run_step(
     fn: Callable[..., Any], config: Any, whole: bool, rows: Iterator[dict[str, Any]], stage: str
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Run a stage function outside any flow: no shards, no catalog, no Prefect."""
-    from tasks.stage import RunInfo, StageContext
+    from tasks.pipeline.stage import RunInfo, StageContext
 
     ctx = StageContext(run=RunInfo(run_id="cli", recipe="curate"), stage=stage)
     if whole:

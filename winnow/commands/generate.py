@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
 
-from winnow.console import costs_line, err, fail, funnel_table, live_progress, out
+from winnow.console import err, fail, live_progress, out, print_summary
 from winnow.errors import user_errors
 
 
@@ -36,7 +37,8 @@ def generate(
     re-run of a finished one makes no LLM call.
     """
     with user_errors():
-        from flows.generate import GenerateParams, generate_flow, prepare
+        from flows.generate import generate as generate_flow
+        from tasks.recipes.generate.recipe import GenerateParams, plan
 
         params = GenerateParams(
             prompt=prompt,
@@ -51,17 +53,18 @@ def generate(
             temperature=temperature,
             max_tokens=max_tokens,
         )
-        _, config, n_rows = prepare(params)  # fail fast, before Prefect starts
+        p = plan(params)  # fail fast, before Prefect starts
+        config = p.generate
         model_name = f" / {config.provider.model}" if config.provider.model else ""
         err.print(
-            f"generate: {n_rows} rows with template {config.template} v{config.template_version} "
-            f"on {config.provider.kind}{model_name}"
+            f"generate: {p.n_rows} rows with template {config.template} "
+            f"v{config.template_version} on {config.provider.kind}{model_name}"
         )
+        started = time.monotonic()
         with live_progress():
             summary = generate_flow(params)
-    out.print(funnel_table(summary["funnel"], title=f"Run {summary['run_id']}"))
-    out.print(costs_line(summary["costs"]))
-    out.print(f"{summary['completed']} completed, {summary['failed']} failed -> {summary['out']}")
+    print_summary(summary, time.monotonic() - started)
+    out.print(f"{summary['completed']} completed, {summary['failed']} failed")
     if summary["failed"]:
         raise fail(f"{summary['failed']} row(s) failed; they are in the output with their error", 1)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tasks.model.embedded import (
+from tasks.llm.embedded_model import (
     DEFAULT_MODEL,
     MODEL_PATH_ENV,
     MODELS,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from tasks.core.paths import SOURCE_ROOT
 from winnow.console import fail, out
-from winnow.paths import SOURCE_ROOT
 
 
 def new_recipe(
@@ -31,7 +31,7 @@ def new_recipe(
     for path in written:
         out.print(f"wrote {path.relative_to(root.resolve())}", highlight=False)
     out.print(
-        f"\nNext: run its test  (pytest tests/test_{module}_flow.py)\n"
+        f"\nNext: run its test  (pytest tests/recipes/test_{module}_flow.py)\n"
         f"      see it          (winnow run {name} --params)\n"
         f"      make it yours   (docs/recipes.md)",
         highlight=False,

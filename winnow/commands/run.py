@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from winnow.console import costs_line, err, fail, funnel_table, live_progress, out
+from winnow.console import err, fail, live_progress, out, print_summary
 from winnow.errors import user_errors
 
 
@@ -94,7 +94,7 @@ def run(
         started = time.monotonic()
         with live_progress():
             summary = spec.flow()(params)
-    _print_summary(summary, time.monotonic() - started)
+    print_summary(summary, time.monotonic() - started)
 
 
 def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
@@ -106,24 +106,6 @@ def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
     module = importlib.import_module(spec.params_path.partition(":")[0])
     small = getattr(module, "SMALL_LOCAL_DEFAULTS", {})
     return {k: v for k, v in small.items() if k not in given}
-
-
-def _print_summary(summary: dict[str, Any], seconds: float) -> None:
-    out.print(funnel_table(summary.get("stages", []), title=f"Run {summary.get('run_id')}"))
-    out.print(
-        costs_line(
-            {
-                "calls": summary.get("llm_calls", 0),
-                "cached_calls": summary.get("llm_calls_from_journal", 0),
-                "prompt_tokens": summary.get("tokens", {}).get("prompt", 0),
-                "completion_tokens": summary.get("tokens", {}).get("completion", 0),
-                "cost_usd": summary.get("cost_usd", 0.0),
-            }
-        )
-    )
-    out.print(
-        f"kept {summary.get('kept', 0)} example(s) in {seconds:.0f} s -> {summary.get('out', '')}"
-    )
 
 
 def register(app: typer.Typer) -> None:

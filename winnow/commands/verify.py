@@ -8,9 +8,10 @@ Exit 0 whatever the verdicts; 2 on malformed input (checked before anything runs
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -36,19 +37,20 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def _read_cases(lines: list[str]) -> list:
-    from tasks.verify import Case
+    from tasks.core.jsonl import InputError, numbered_rows
+
+    try:
+        return _cases(numbered_rows(lines))
+    except InputError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+def _cases(rows: Iterator[tuple[int, dict[str, Any]]]) -> list:
+    from tasks.sandbox.verify import Case
 
     cases = []
     seen_ids: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _fail(f"stdin line {number}: not JSON ({exc.msg})", EXIT_BAD_INPUT) from None
-        if not isinstance(data, dict):
-            raise _fail(f"stdin line {number}: expected a JSON object", EXIT_BAD_INPUT)
+    for number, data in rows:
         missing = [k for k in ("id", "solution", "tests") if k not in data]
         if missing:
             raise _fail(
@@ -78,7 +80,7 @@ def verify(
     """Verify JSON Lines {"id","solution","tests"} from stdin; verdicts to stdout."""
     from tasks.sandbox.base import SandboxUnavailable
     from tasks.sandbox.select import get_sandbox
-    from tasks.verify import verify_cases
+    from tasks.sandbox.verify import verify_cases
 
     cases = _read_cases(sys.stdin.read().splitlines())
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from winnow.paths import SOURCE_ROOT
+from tasks.core.paths import SOURCE_ROOT
 
 DEFAULT_FILE = SOURCE_ROOT / "infra" / "prefect.yaml"
 

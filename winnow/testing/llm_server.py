@@ -19,7 +19,7 @@ In-process::
 
 As a subprocess (prints its base URL on the first line of stdout)::
 
-    python -m winnow.testing.llm_server --port 0 --latency-ms 200 --concurrency 64
+    python -m winnow.testing --port 0 --latency-ms 200 --concurrency 64
 
 A script file (``--script``) is a JSON :class:`Script`, for example::
 
@@ -37,7 +37,6 @@ a thousand requests per second on one core.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -45,12 +44,10 @@ import random
 import re
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -630,35 +627,6 @@ class LLMTestServer(ServerThread):
         super().__init__(OpenAIDouble(script), port)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Winnow's test double of an LLM server.")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency-ms", type=float, default=None)
-    parser.add_argument("--concurrency", type=int, default=None)
-    parser.add_argument("--over-capacity", choices=["queue", "429"], default=None)
-    parser.add_argument("--retry-after-s", type=float, default=None)
-    parser.add_argument("--script", type=Path, default=None, help="a JSON Script")
-    parser.add_argument("--api", choices=["openai", "anthropic"], default="openai")
-    args = parser.parse_args(argv)
-    script = Script.model_validate_json(args.script.read_text()) if args.script else Script()
-    if args.latency_ms is not None:
-        script.latency_ms = args.latency_ms
-    if args.concurrency is not None:
-        script.concurrency = args.concurrency
-    if args.over_capacity is not None:
-        script.over_capacity = args.over_capacity
-    if args.retry_after_s is not None:
-        script.retry_after_s = args.retry_after_s
-    if args.api == "anthropic":
-        from winnow.testing.anthropic_server import AnthropicTestServer
-
-        server: ServerThread = AnthropicTestServer(script, port=args.port)
-    else:
-        server = LLMTestServer(script, port=args.port)
-    serve_until_signalled(server)
-    sys.exit(0)
-
-
 def serve_until_signalled(server: ServerThread) -> None:
     """Start ``server``, print its base URL on stdout, serve until SIGTERM or SIGINT."""
     server.start()
@@ -668,7 +636,3 @@ def serve_until_signalled(server: ServerThread) -> None:
     signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
     server.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""The ground floor: paths, records, seeds, progress, kill points, JSON Lines."""

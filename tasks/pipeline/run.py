@@ -1,0 +1,266 @@
+"""A recipe run: its identity, its stages' outputs, its gates, its funnel, its artifacts.
+
+A flow opens one ``Run`` and hands it every stage::
+
+    with Run(RECIPE.name, params) as run:
+        seeds = run.inputs(rows)
+        problems = run.stage(PROBLEMS, seeds, p.problems)
+        run.gate(problems, "code_sft.problems")
+        ...
+        return run.publish(final, to_example)
+
+The run keeps the outputs of its stages (so publishing finds every rejection), counts the
+funnel from them, and is the only place that writes the catalog during a run: the catalog
+always has a single writer (the flow's process) while shards are made in any number of
+threads or workers. Leaving the ``with`` block finishes the run as completed, or as failed
+with the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, nullcontext
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from pydantic import BaseModel
+
+from tasks.core.killpoints import kill_point
+from tasks.core.paths import Location
+from tasks.gates import gx, memo, sharded
+from tasks.gates.suites import SuiteSpec, load_suite
+from tasks.pipeline import artifacts
+from tasks.pipeline.executors import make_task_runner, shared_api
+from tasks.pipeline.params import ProviderParams, runtime_of
+from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
+from tasks.pipeline.runner import run_global, run_stage, write_input_shards
+from tasks.pipeline.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput
+from tasks.store import fsio
+from tasks.store.catalog import Catalog
+from tasks.store.shards import iter_shards
+
+log = logging.getLogger("winnow")
+
+
+def _chunks(rows: Iterator[dict[str, Any]], size: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+    """Catalog writes in batches, so memory holds one batch, not a stage's rejections."""
+    while chunk := list(islice(rows, size)):
+        yield chunk
+
+
+def new_run_id(recipe: str) -> str:
+    return f"{recipe}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class FunnelRow(BaseModel):
+    stage: str
+    n_in: int
+    n_out: int
+    n_rejected: int
+    reused: bool = False
+
+
+class Run:
+    """One run of a recipe. Use it as a context manager around the flow's stages."""
+
+    def __init__(self, recipe: str, params: BaseModel, round_: int = 0) -> None:
+        self.info = RunInfo(run_id=new_run_id(recipe), recipe=recipe, round=round_)
+        self.params = params
+        runtime = runtime_of(params)
+        if runtime.storage:
+            fsio.check(runtime.storage)
+        self.shard_size = runtime.shard_size
+        self.location = Location.here(runtime.storage)
+        # Built now so a missing package is reported before any work; started (a cluster
+        # created or joined) at the first stage, stopped when the run finishes.
+        self._task_runner = make_task_runner(runtime)
+        self._runner_stack = ExitStack()
+        self._runner_started = False
+        self._active: ExitStack | None = None
+        self.catalog = Catalog()
+        self.outputs: list[StageOutput] = []
+        self.funnel: list[FunnelRow] = []
+        self.gates: list[gx.GateResult] = []
+        self.started = time.monotonic()
+        provider, model = _generator_of(params)
+        self.catalog.start_run(
+            run_id=self.info.run_id,
+            recipe=recipe,
+            params=params.model_dump(mode="json"),
+            flow_run_id=artifacts.flow_run_id(),
+            model=model,
+            provider=provider,
+            round=round_,
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    @property
+    def recipe(self) -> str:
+        return self.info.recipe
+
+    @property
+    def out(self) -> str | None:
+        return getattr(self.params, "out", None)
+
+    # --- the flow's steps ---
+
+    def inputs(self, rows: Iterable[dict[str, Any]]) -> list[ShardRef]:
+        """The run's input rows as content-addressed shards of ``shard_size`` rows."""
+        with self.location.active():
+            return write_input_shards(rows, self.shard_size, self.recipe)
+
+    def stage(self, stage: Stage, shards: list[ShardRef], config: Any) -> StageOutput:
+        """Run a stage over shards and record what went in, out, and why rows left."""
+        runner = self._started_runner()
+        with shared_api() if runner is not None else nullcontext():
+            output = run_stage(stage, shards, config, self.info, runner, self.location)
+        return self._record(output)
+
+    def global_stage(self, stage: GlobalStage, shards: list[ShardRef], config: Any) -> StageOutput:
+        """Run a whole-dataset step (dedup, balance) and record it like any stage."""
+        with self.location.active():
+            output = run_global(stage, shards, config, self.info)
+        return self._record(output)
+
+    def gate(self, output: StageOutput, suite: str | SuiteSpec) -> gx.GateResult:
+        """Validate a stage's kept rows with a GX suite (a name in ``expectations/``, or a
+        spec built at run time, e.g. with bounds from the run's parameters); a failed
+        critical suite stops the run here, before anything downstream or any publishing."""
+        spec = load_suite(suite) if isinstance(suite, str) else suite
+        kill_point(f"gate.{spec.name}")
+        key = memo.gate_key(spec, [s.fingerprint for s in output.kept])
+        result = memo.recall(key)  # the same suite on the same rows: the same verdict
+        if result is None:
+            result = sharded.validate_shards(output.kept, spec)
+            memo.remember(key, result)
+        self.gates.append(result)
+        self.catalog.add_validation(self.run_id, output.stage, result)
+        artifacts.gate(self.run_id, output.stage, result)
+        gx.enforce(result)
+        return result
+
+    def publish(
+        self,
+        final: StageOutput,
+        to_example: Callable[[dict[str, Any]], dict[str, Any]],
+        extra: dict[str, Any] | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Publish ``final``'s rows (as ``to_example`` makes them) and every rejection of
+        every stage this run ran to the run's ``out``; returns the funnel document."""
+        if self.out is None:
+            raise ValueError("this recipe's parameters have no 'out' to publish to")
+        funnel = {**self.funnel_document(final.n_kept), "out": self.out, **(summary or {})}
+        publish_dataset(self.out, final, self.outputs, to_example, funnel, extra)
+        register_kept(self.catalog, self.run_id, final)
+        artifacts.examples(
+            self.recipe,
+            self.run_id,
+            [to_example(r) for r in islice(final.kept_rows(), 3)],
+            list(islice(rejected_rows(self.outputs), 5)),
+        )
+        return funnel
+
+    def funnel_document(self, n_kept: int) -> dict[str, Any]:
+        """What ``funnel.json`` and a flow's return value say of the run."""
+        costs = self.costs()
+        return {
+            "run_id": self.run_id,
+            "recipe": self.recipe,
+            "stages": [r.model_dump() for r in self.funnel],
+            "kept": n_kept,
+            "tokens": {
+                "prompt": costs.get("prompt_tokens", 0),
+                "completion": costs.get("completion_tokens", 0),
+            },
+            "llm_calls": costs.get("calls", 0),
+            "llm_calls_from_journal": costs.get("cached_calls", 0),
+            "cost_usd": costs.get("cost_usd", 0.0),
+            "gates": [
+                {"suite": g.suite, "severity": g.severity, "success": g.success} for g in self.gates
+            ],
+        }
+
+    def costs(self) -> dict[str, Any]:
+        return self.catalog.costs(self.run_id)
+
+    # --- bookkeeping ---
+
+    def _record(self, output: StageOutput) -> StageOutput:
+        row = FunnelRow(
+            stage=output.stage,
+            n_in=output.n_in,
+            n_out=output.n_kept,
+            n_rejected=output.n_rejected,
+            reused=output.reused,
+        )
+        self.outputs.append(output)
+        self.funnel.append(row)
+        self.catalog.record_stage(
+            run_id=self.run_id,
+            stage=output.stage,
+            n_in=row.n_in,
+            n_out=row.n_out,
+            n_rejected=row.n_rejected,
+            shards=output.kept,
+        )
+        # The catalog keeps why each record left; the record itself stays in the shards.
+        rejections = (r.model_copy(update={"record": None}) for r in output.rejections())
+        for chunk in _chunks(rejections):
+            self.catalog.add_rejections(self.run_id, chunk)
+        for chunk in _chunks(self._calls(output)):
+            self.catalog.add_llm_calls(self.run_id, chunk)
+        return output
+
+    @staticmethod
+    def _calls(output: StageOutput) -> Iterator[dict[str, Any]]:
+        for shard in output.shards:
+            for c in iter_shards([shard.calls.path]):
+                c = dict(c, stage=output.stage)
+                if shard.reused:  # answered by an earlier run: nothing was paid now
+                    c["cached"] = True
+                    c["cost_usd"] = 0.0
+                yield c
+
+    def _started_runner(self) -> Any:
+        if self._task_runner is not None and not self._runner_started:
+            self._runner_stack.enter_context(self._task_runner)
+            self._runner_started = True
+        return self._task_runner
+
+    def __enter__(self) -> Run:
+        """Inside the block, shards (inputs included) go to the run's storage."""
+        self._active = ExitStack()
+        self._active.enter_context(self.location.active())
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+        if exc is None:
+            self.finish("completed")
+        else:
+            self.finish("failed", error=f"{type(exc).__name__}: {exc}")
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self._runner_stack.close()  # a temporary cluster goes away with the run
+        self._runner_started = False
+        self.catalog.finish_run(self.run_id, status=status, out_dir=self.out, error=error)
+        if status == "completed":
+            artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],
+                              self.costs())  # fmt: skip
+
+
+def _generator_of(params: BaseModel) -> tuple[str, str]:
+    """The generator's provider and model, for the catalog's ``runs`` row."""
+    if isinstance(params, ProviderParams):
+        return params.provider, params.model
+    return "", ""

@@ -1,0 +1,356 @@
+"""Running stages over shards: keys, completion markers, windows of task runs.
+
+``run_stage`` maps a stage over shards. Each shard's output lands in a directory named by
+a key over (stage, stage version, stage source, configuration, input fingerprint), with a
+completion marker written last. A re-run, a retry or a resumed run finds the marker and
+reuses the output; a killed run leaves no marker and the shard is redone (the request
+journal still answers every LLM call that had finished). ``run_global`` does the same
+for a whole-dataset step, once over all shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from pydantic import BaseModel
+
+from tasks.core import progress
+from tasks.core.killpoints import kill_point
+from tasks.core.paths import Location, shard_root
+from tasks.core.records import canonical_json
+from tasks.pipeline.stage import (
+    GlobalStage,
+    RunInfo,
+    ShardOutput,
+    ShardRef,
+    Stage,
+    StageContext,
+    StageOutput,
+)
+from tasks.store import fsio
+from tasks.store.shards import iter_shards, read_shard, write_shard
+
+# --- keys and shards ----------------------------------------------------------------------
+
+
+def fingerprint_rows(rows: Iterable[dict[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(canonical_json(row).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def shard_key(stage: Stage | GlobalStage, config: Any, shard: ShardRef) -> str:
+    blob = canonical_json(
+        {
+            "stage": stage.name,
+            "version": stage.version,
+            "source": stage.source_hash,
+            "config": config,
+            "input": shard.fingerprint,
+        }
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _write(rows: list[dict[str, Any]], path: str) -> ShardRef:
+    info = write_shard(rows, path)
+    return ShardRef(path=str(path), rows=len(rows), fingerprint=info.fingerprint)
+
+
+def _write_marker(marker: str, output: BaseModel) -> None:
+    """The completion marker, written last and whole: its presence means "done"."""
+    fsio.write_text(marker, output.model_dump_json())
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def write_input_shards(
+    rows: Iterable[dict[str, Any]], shard_size: int, name: str
+) -> list[ShardRef]:
+    """Split a stream of rows into content-addressed Parquet shards (memory: one shard)."""
+    directory = fsio.join(shard_root(), "inputs", name)
+    fsio.makedirs(directory)
+    refs: list[ShardRef] = []
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        fp = fingerprint_rows(batch)
+        path = fsio.join(directory, f"{fp[:32]}.parquet")
+        if not fsio.exists(path):
+            write_shard(batch, path)
+        refs.append(ShardRef(path=path, rows=len(batch), fingerprint=fp))
+
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= shard_size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+    return refs
+
+
+# --- one shard ------------------------------------------------------------------------------
+
+
+def run_shard(
+    stage: Stage, shard: ShardRef, config: Any, run: RunInfo, report: bool = True
+) -> ShardOutput:
+    """Run one stage over one shard, or reuse the output a previous attempt finished.
+
+    Everything it needs comes in its arguments and the active :class:`Location`, so it
+    runs the same in a thread of the flow's process or on a Dask or Ray worker. Progress
+    is counted here: whatever rows the stage did not count itself, when it returns."""
+    key = shard_key(stage, config, shard)
+    directory = fsio.join(shard_root(), "shards", stage.name, key)
+    marker = fsio.join(directory, "_DONE.json")
+    if fsio.exists(marker):
+        done = ShardOutput.model_validate_json(fsio.read_text(marker))
+        if done.complete:
+            if report:
+                progress.current().advance(stage.name, shard.rows)
+            return done.model_copy(update={"reused": True})
+
+    rows = read_shard(shard.path)
+    ctx = StageContext(run=run, stage=stage.name, report=report)
+    result = stage.fn(rows, config, ctx)
+    if report and shard.rows > ctx.counted:
+        progress.current().advance(stage.name, shard.rows - ctx.counted)
+    kill_point(f"shard.{stage.name}")
+    fsio.makedirs(directory)
+    output = ShardOutput(
+        stage=stage.name,
+        key=key,
+        input=shard,
+        kept=_write(result.kept, fsio.join(directory, "kept.parquet")),
+        rejected=_write(result.rejected, fsio.join(directory, "rejected.parquet")),
+        calls=_write(result.calls, fsio.join(directory, "calls.parquet")),
+        complete=not any(c.get("error") for c in result.calls),
+        n_in=result.n_in,
+        worker=worker_name(),
+    )
+    _write_marker(marker, output)
+    return output
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed shard, unless its LLM endpoint is known to be down: the client
+    already waited ``max_outage_s`` for it, so the run stops now with that error."""
+    from tasks.llm.base import EndpointDown
+
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no result to look at: retry as usual
+        return True
+    return not isinstance(exc, EndpointDown)
+
+
+def _shard_task():
+    """The Prefect task around ``run_shard`` (built lazily so plain use needs no Prefect)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    @task(
+        name="stage-shard",
+        retries=2,
+        retry_delay_seconds=[2, 10],
+        retry_condition_fn=_worth_retrying,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        log_prints=False,
+    )
+    def stage_shard(
+        stage: Stage,
+        shard: ShardRef,
+        config: Any,
+        run: RunInfo,
+        location: Location | None = None,
+        report: bool = True,
+    ) -> ShardOutput:
+        if location is None:
+            return run_shard(stage, shard, config, run, report)
+        with location.active():
+            return run_shard(stage, shard, config, run, report)
+
+    return stage_shard
+
+
+_TASK = None
+SHARDS_IN_FLIGHT = 8  # default; WINNOW_SHARDS_IN_FLIGHT overrides
+
+
+def shards_in_flight() -> int:
+    """How many shards of a stage run at once: enough to keep an LLM endpoint's
+    concurrency busy with the usual shard sizes, few enough that memory stays flat."""
+    try:
+        return max(1, int(os.environ.get("WINNOW_SHARDS_IN_FLIGHT", SHARDS_IN_FLIGHT)))
+    except ValueError:
+        return SHARDS_IN_FLIGHT
+
+
+def shard_task() -> Any:
+    """The Prefect task that runs one shard (one per process)."""
+    global _TASK
+    if _TASK is None:
+        _TASK = _shard_task()
+    return _TASK
+
+
+# --- a stage over its shards -----------------------------------------------------------------
+
+
+def run_stage(
+    stage: Stage,
+    shards: list[ShardRef],
+    config: Any,
+    run: RunInfo,
+    task_runner: Any = None,
+    location: Location | None = None,
+) -> StageOutput:
+    """Map a stage over shards: as Prefect task runs inside a flow, plainly outside one.
+
+    ``task_runner`` (a started Prefect task runner, e.g. Dask or Ray) sends the shards
+    there instead of to the flow's own runner; the flow's process then counts progress
+    by whole shards, since the workers' counters are out of its reach."""
+    from prefect.context import FlowRunContext
+
+    location = location or Location.here()
+    reporter = progress.current()
+    reporter.start(stage.name, sum(s.rows for s in shards))
+    try:
+        if FlowRunContext.get() is None:
+            with location.active():
+                outputs = [run_shard(stage, s, config, run) for s in shards]
+        elif task_runner is None:
+            # A window of shards in flight, not all of them: each holds its rows, requests
+            # and results in memory, so submitting every shard at once (Prefect's thread
+            # pool is unbounded) made a run's memory grow with its size.
+            outputs = []
+            window: deque[Future] = deque()
+            for i, s in enumerate(shards):
+                if len(window) >= shards_in_flight():
+                    outputs.append(window.popleft().result())
+                task = shard_task().with_options(task_run_name=f"{stage.name}[{i}]")
+                window.append(task.submit(stage, s, config, run, location))
+            outputs.extend(f.result() for f in window)
+        else:
+            outputs = _run_on(task_runner, stage, shards, config, run, location)
+    finally:
+        reporter.finish(stage.name)
+    return StageOutput(stage=stage.name, shards=outputs)
+
+
+def _run_on(
+    task_runner: Any,
+    stage: Stage,
+    shards: list[ShardRef],
+    config: Any,
+    run: RunInfo,
+    location: Location,
+) -> list[ShardOutput]:
+    from prefect.futures import as_completed
+
+    reporter = progress.current()
+    index = {}
+    for i, s in enumerate(shards):
+        task = shard_task().with_options(task_run_name=f"{stage.name}[{i}]")
+        parameters = {
+            "stage": stage,
+            "shard": s,
+            "config": config,
+            "run": run,
+            "location": location,
+            "report": False,
+        }
+        index[task_runner.submit(task, parameters=parameters)] = i
+    outputs: list[ShardOutput | None] = [None] * len(shards)
+    for future in as_completed(list(index)):
+        i = index[future]
+        outputs[i] = future.result()
+        reporter.advance(stage.name, shards[i].rows)
+    return [o for o in outputs if o is not None]
+
+
+# --- whole-dataset steps ------------------------------------------------------------------
+
+
+def run_global(
+    stage: GlobalStage, shards: list[ShardRef], config: Any, run: RunInfo, shard_size: int = 1000
+) -> StageOutput:
+    """Run a whole-dataset step once over all shards (cached like ``run_shard``)."""
+    combined = ShardRef(
+        path="",
+        rows=sum(s.rows for s in shards),
+        fingerprint=hashlib.sha256("".join(s.fingerprint for s in shards).encode()).hexdigest(),
+    )
+    key = shard_key(stage, config, combined)
+    directory = fsio.join(shard_root(), "shards", stage.name, key)
+    marker = fsio.join(directory, "_DONE.json")
+    reporter = progress.current()
+    reporter.start(stage.name, combined.rows)
+    if fsio.exists(marker):
+        reporter.finish(stage.name)
+        done = StageOutput.model_validate_json(fsio.read_text(marker))
+        return done.model_copy(
+            update={"shards": [s.model_copy(update={"reused": True}) for s in done.shards]}
+        )
+
+    fsio.makedirs(directory)
+    buffers: dict[str, list[dict[str, Any]]] = {"kept": [], "rejected": []}
+    written: dict[str, list[ShardRef]] = {"kept": [], "rejected": []}
+
+    def flush(kind: str) -> None:
+        rows = buffers[kind]
+        name = f"{kind}-{len(written[kind]):05d}.parquet"
+        written[kind].append(_write(rows, fsio.join(directory, name)))
+        buffers[kind] = []
+
+    def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            reporter.advance(stage.name)
+            yield row
+
+    ctx = StageContext(run=run, stage=stage.name)
+    for kind, row in stage.fn(counted(iter_shards([s.path for s in shards])), config, ctx):
+        buffers[kind].append(row)
+        if len(buffers[kind]) >= shard_size:
+            flush(kind)
+    for kind in ("kept", "rejected"):
+        if buffers[kind] or not written[kind]:
+            flush(kind)
+    reporter.finish(stage.name)
+
+    # One ShardOutput per written pair, the input counted once, on the first.
+    empty = _write([], fsio.join(directory, "calls.parquet"))
+    n = max(len(written["kept"]), len(written["rejected"]))
+    outputs = []
+    for i in range(n):
+        kept = written["kept"][i] if i < len(written["kept"]) else _empty_ref(directory, "kept", i)
+        rej = (
+            written["rejected"][i]
+            if i < len(written["rejected"])
+            else _empty_ref(directory, "rejected", i)
+        )
+        source = combined if i == 0 else ShardRef(path="", rows=0, fingerprint="")
+        outputs.append(
+            ShardOutput(
+                stage=stage.name, key=key, input=source, kept=kept, rejected=rej, calls=empty
+            )
+        )
+    output = StageOutput(stage=stage.name, shards=outputs)
+    _write_marker(marker, output)
+    return output
+
+
+def _empty_ref(directory: str, kind: str, i: int) -> ShardRef:
+    return _write([], fsio.join(directory, f"{kind}-{i:05d}-empty.parquet"))

@@ -1,0 +1,141 @@
+"""Parameters, plan and examples of the code SFT recipe (its DAG is in flows/code_sft.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tasks.core.paths import prompts_dir
+from tasks.core.seeds import load_topics, seed_rows
+from tasks.curation.exact import ExactDedupConfig
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
+from tasks.execution.params import SandboxParams
+from tasks.execution.revise import ExecuteConfig
+from tasks.gates.gx import check_suites
+from tasks.pipeline.llm_stage import LLMConfig
+from tasks.pipeline.params import ProviderParams
+from tasks.pipeline.publish import preference_pairs, revision_summary
+from tasks.pipeline.run import Run
+from tasks.pipeline.stage import StageOutput
+from tasks.recipes.code_sft.inputs import load_snippets
+from tasks.recipes.code_sft.stages import JudgeConfig, SolutionsConfig, StaticConfig
+
+SUITES = ["code_sft.problems", "code_sft.solutions", "code_sft.executed", "code_sft.kept"]
+
+# Applied by `winnow run code-sft` when the embedded model runs with no options, so the
+# first run finishes in minutes on 2 cores.
+SMALL_LOCAL_DEFAULTS = {"n_problems": 2, "n_solutions": 2, "max_revision_rounds": 1}
+
+
+class CodeSFTParams(CurationParams, SandboxParams, ProviderParams):
+    """Parameters of the code SFT recipe (the Prefect UI shows them as a form)."""
+
+    out: str = Field("out/code-sft", description="output directory (published atomically)")
+    n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
+    topics_file: str | None = Field(None, description="one topic per line (default: built-in list)")
+    snippets: str | None = Field(
+        None, description="file or folder of code snippets to seed problems"
+    )
+    difficulties: list[str] = Field(
+        ["easy", "medium"], min_length=1, description="problem difficulties, drawn in turn"
+    )
+    n_solutions: int = Field(4, ge=1, le=64, description="candidate solutions per problem (N)")
+    max_revision_rounds: int = Field(2, ge=0, le=10, description="revision rounds (K)")
+    min_judge_score: int = Field(2, ge=0, le=2, description="judge passes needed of 2")
+    lint_policy: Literal["revise", "reject", "report"] = Field(
+        "revise",
+        description="parse/lint failures: revise the code, reject it, or (lint) only report",
+    )
+    solution_max_tokens: int = Field(
+        600, ge=64, le=32768, description="output budget of a solution or revision"
+    )
+    seed: int = Field(0, description="base sampling seed")
+
+
+class Plan(BaseModel):
+    seeds: Any = None  # an iterator of seed rows (not serialised)
+    problems: LLMConfig
+    unique: ExactDedupConfig
+    solutions: SolutionsConfig
+    static: StaticConfig
+    execute: ExecuteConfig
+    judge: JudgeConfig
+    dedup: ExactDedupConfig
+    curation: CurationPlan
+
+
+def plan(params: CodeSFTParams) -> Plan:
+    """Check everything that can be checked before a request is made, and build each
+    stage's configuration. Raises a clear error for any problem."""
+    topics = load_topics(params.topics_file, default=prompts_dir() / "code_sft" / "topics.txt")
+    snippets = load_snippets(params.snippets)
+    check_suites(SUITES)
+    params.check_sandbox()
+    params.check_providers()
+    seed, tokens = params.seed, params.solution_max_tokens
+    return Plan(
+        seeds=seed_rows(params.n_problems, topics, params.difficulties, snippets),
+        problems=params.generator_llm("code_sft/problem", seed=seed),
+        unique=ExactDedupConfig(fields=["problem"]),
+        solutions=SolutionsConfig(
+            llm=params.generator_llm("code_sft/solution", seed=seed, max_tokens=tokens),
+            n=params.n_solutions,
+        ),
+        static=StaticConfig(lint_policy=params.lint_policy),
+        execute=ExecuteConfig(
+            revision=params.generator_llm("code_sft/revision", seed=seed, max_tokens=tokens)
+            if params.max_revision_rounds
+            else None,
+            max_rounds=params.max_revision_rounds,
+            sandbox=params.sandbox,
+            strict_lint=params.lint_policy == "revise",
+            limits=params.limits(),
+        ),
+        judge=JudgeConfig(llm=params.judge_llm("code_sft/judge"), min_score=params.min_judge_score),
+        dedup=ExactDedupConfig(fields=["problem", "solution"], strip_comments=True),
+        curation=plan_curation(
+            params,
+            fields=["problem", "solution"],
+            semantic_field="problem",
+            score_field="judge.score",
+        ),
+    )
+
+
+def to_example(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept candidate as a chat example: user asks the problem, assistant answers with
+    the solution (its reasoning in comments) and any explanation it wrote."""
+    answer = f"```python\n{row['solution'].rstrip()}\n```"
+    if row.get("explanation"):
+        answer = f"{answer}\n\n{row['explanation']}"
+    return {
+        "id": row["id"],
+        "messages": [
+            {"role": "user", "content": row["problem"]},
+            {"role": "assistant", "content": answer},
+        ],
+        "metadata": {
+            "problem_id": row["problem_id"],
+            "topic": row.get("topic", ""),
+            "difficulty": row.get("difficulty", ""),
+            "tests": row["tests"],
+            "revision_rounds": row.get("revision_rounds", 0),
+            "attempts": row.get("attempts", []),
+            "judge": row.get("judge", {}),
+            "lint": row.get("lint", []),
+            "sandbox": row.get("backend", ""),
+            "provenance": row.get("provenance", {}),
+        },
+    }
+
+
+def publish_code_sft(run: Run, final: StageOutput) -> dict[str, Any]:
+    """The dataset, its rejections and, from kept and failed candidates of one problem,
+    DPO preference pairs."""
+    return run.publish(
+        final,
+        to_example,
+        extra={"preferences.jsonl": preference_pairs(final, run.outputs)},
+        summary=revision_summary(run.outputs, final),
+    )
