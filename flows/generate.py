@@ -13,7 +13,12 @@ from prefect import flow
 
 from flows.registry import Recipe
 from tasks.pipeline.run import Run
-from tasks.recipes.generate.recipe import GenerateParams, plan, publish_generate
+from tasks.recipes.generate.recipe import (
+    GenerateParams,
+    OrderedOutput,
+    plan,
+    publish_generate,
+)
 from tasks.recipes.generate.stages import GENERATE
 
 RECIPE = Recipe(
@@ -28,8 +33,8 @@ RECIPE = Recipe(
 @flow(name=RECIPE.name, log_prints=True)
 def generate(params: GenerateParams = GenerateParams()) -> dict[str, Any]:  # noqa: B008
     p = plan(params)  # every check that can fail before money is spent
-    with Run(RECIPE.name, params) as run:
-        rows = run.inputs(p.rows)
-        output = run.stage(GENERATE, rows, p.generate)
+    with Run(RECIPE.name, params) as run, OrderedOutput(params.out) as written:
+        rows = run.inputs(p.rows, total=p.n_rows)
+        output = run.stage(GENERATE, rows, p.generate, on_shard=written)  # written as done
         run.gate(output, "generate.completions")
-        return publish_generate(run, output)
+        return publish_generate(run, output, written)

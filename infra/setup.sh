@@ -148,7 +148,7 @@ else
     fi
     step "virtualenv" "installing .[dev] ..."
     CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-        "$uv" pip install --quiet --python "$venv/bin/python" --find-links "$wheels" -e ".[dev]"
+        "$uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" --find-links "$wheels" -e ".[dev]"
     printf '%s\n' "$want_stamp" >"$stamp_file"
     step "virtualenv" "done"
 fi

@@ -15,6 +15,10 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# A `winnow` command started by a test without PREFECT_API_URL uses Prefect's temporary
+# server, stopped with it, not the background server a user's first run starts (which
+# would outlive the test); tests/ops/test_background_server.py tests that one.
+os.environ.setdefault("WINNOW_PREFECT_SERVER", "per-run")
 
 pytest_plugins = sorted(
     f"tests.plugins.{p.stem}"

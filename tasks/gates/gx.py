@@ -128,6 +128,12 @@ def _gx() -> _GX:
     return _state
 
 
+def prepare() -> None:
+    """Import GX and build its context now (a gate worker does it as it starts)."""
+    with _lock:
+        _gx()
+
+
 def build_gx_suite(spec: SuiteSpec, name: str | None = None) -> Any:
     """The GX ``ExpectationSuite`` for ``spec`` (imports GX; validates every kwarg).
 

@@ -21,6 +21,7 @@ from tasks.llm.base import (
     ChatRequest,
     Completion,
     ConfigError,
+    Overloaded,
     PermanentError,
     ProviderSpec,
     RateLimited,
@@ -29,7 +30,8 @@ from tasks.llm.base import (
     Usage,
     no_connection,
 )
-from tasks.llm.openai_provider import CHECK_TIMEOUT_S, retry_after, validate_url
+from tasks.llm.openai_provider import CHECK_TIMEOUT_S, validate_url
+from tasks.llm.ratelimits import read_limits, retry_after
 from tasks.llm.secrets import anthropic_key
 
 DEFAULT_ANTHROPIC_MODEL = "claude-haiku-4-5"
@@ -103,9 +105,12 @@ class AnthropicProvider:
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            message = await self._sdk().messages.create(**self._arguments(request))
+            # The raw response: its headers carry the quota the limiter paces by.
+            raw = await self._sdk().messages.with_raw_response.create(**self._arguments(request))
+            message = await raw.parse()
         except anthropic.RateLimitError as exc:
-            raise RateLimited(str(exc), retry_after(exc.response.headers)) from exc
+            headers = exc.response.headers
+            raise RateLimited(str(exc), retry_after(headers), read_limits(headers)) from exc
         except anthropic.APITimeoutError as exc:
             raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
         except anthropic.APIConnectionError as exc:
@@ -115,7 +120,10 @@ class AnthropicProvider:
         except anthropic.APIResponseValidationError as exc:
             raise TransientError(f"malformed response: {exc}") from exc
         except anthropic.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 409):  # 529 = overloaded
+            if exc.status_code in (503, 529):  # 529: overloaded_error
+                wait = retry_after(exc.response.headers)
+                raise Overloaded(f"HTTP {exc.status_code}: {exc.message}", wait) from exc
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
                 raise TransientError(f"HTTP {exc.status_code}: {exc.message}") from exc
             raise PermanentError(f"HTTP {exc.status_code}: {exc.message}") from exc
         except (ValueError, json.JSONDecodeError) as exc:
@@ -132,6 +140,7 @@ class AnthropicProvider:
                 completion_tokens=getattr(usage, "output_tokens", 0) or 0,
             ),
             finish_reason=getattr(message, "stop_reason", None),
+            limits=read_limits(raw.headers),
         )
 
     async def aclose(self) -> None:

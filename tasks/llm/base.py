@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from tasks.llm.ratelimits import RateLimits
+
 ProviderKind = Literal["local", "openai", "anthropic", "openai-compatible"]
 PROVIDER_KINDS: tuple[str, ...] = ("local", "openai", "anthropic", "openai-compatible")
 
@@ -55,6 +57,7 @@ class Completion(BaseModel):
     text: str
     usage: Usage = Field(default_factory=Usage)
     finish_reason: str | None = None
+    limits: RateLimits | None = None  # the quota the answer's headers reported
 
 
 class ChatResult(BaseModel):
@@ -106,13 +109,27 @@ class ConfigError(LLMError):
 
 
 class RateLimited(LLMError):
-    def __init__(self, message: str, retry_after: float | None = None):
+    """A 429. ``limits`` (from its headers) tell a spent quota from any other refusal."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, limits: RateLimits | None = None
+    ):
         super().__init__(message)
         self.retry_after = retry_after
+        self.limits = limits
 
 
 class TransientError(LLMError):
     """5xx, timeouts, dropped connections, truncated bodies: worth retrying."""
+
+
+class Overloaded(TransientError):
+    """503 or Anthropic's 529 ``overloaded_error``: the server is over capacity, so the
+    endpoint's concurrency backs off as well as the request being retried."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unreachable(TransientError):

@@ -5,8 +5,11 @@ Above every provider adapter it adds, once:
 - the **journal**: a request already answered (same ``request_key``) is answered from
   the journal without any request; every new answer is committed to it before it is
   handed back, so a crashed or re-run job never pays twice;
-- **concurrency**: requests run on the process's shared event loop, under the shared
-  adaptive limiter of their endpoint (halves on 429, pauses for Retry-After, recovers);
+- **concurrency and rate limits**: requests run on the process's shared event loop,
+  under the shared limiter of their endpoint (:mod:`tasks.llm.limiter`): paced ahead of
+  the quota the answers' headers report, all held while a quota is spent, the
+  concurrency backed off on capacity signals only, and any other refused request
+  retried after its own ``Retry-After`` while the others go on;
 - **retries**: exponential back-off with jitter on transient failures (5xx, timeouts,
   dropped connections, malformed or truncated bodies), bounded by ``spec.max_retries``;
   after that the request's ``ChatResult`` carries the error — nothing is dropped and
@@ -36,6 +39,7 @@ from tasks.llm.base import (
     Completion,
     ConfigError,
     EndpointDown,
+    Overloaded,
     PermanentError,
     Provider,
     ProviderSpec,
@@ -44,8 +48,9 @@ from tasks.llm.base import (
     Unreachable,
     request_key,
 )
-from tasks.llm.concurrency import AdaptiveLimiter, RetryPolicy, run_sync, shared_limiter, submit
+from tasks.llm.concurrency import RetryPolicy, run_sync, submit
 from tasks.llm.journal import GroupCommitter, Journal, JournalEntry
+from tasks.llm.limiter import EndpointLimiter, Refusal, shared_limiter
 from tasks.llm.outage import POLL_S, outage_for
 from tasks.llm.prices import PriceTable
 from tasks.llm.registry import make_provider, validate_kind
@@ -90,7 +95,7 @@ class LLMClient:
         self._committer = GroupCommitter(self.journal) if self.journal is not None else None
         self._checked = False
         self._check_lock = threading.Lock()
-        self._limiter: AdaptiveLimiter | None = None
+        self._limiter: EndpointLimiter | None = None
         # Answers are shared in-process only between clients of the same journal.
         self._scope = str(self.journal.path) if self.journal is not None else f"none:{id(self)}"
 
@@ -110,7 +115,7 @@ class LLMClient:
         return request_key(self.name, self.model, request)
 
     @property
-    def limiter(self) -> AdaptiveLimiter:
+    def limiter(self) -> EndpointLimiter:
         """The endpoint's shared limiter (created on first request)."""
         if self._limiter is None:
             self._limiter = shared_limiter(
@@ -299,22 +304,27 @@ class LLMClient:
         outage = outage_for(self.name, where)
         spec, policy = self.spec, self.retry
         started = time.monotonic()
+        prompt_tokens, max_tokens = prompt_estimate(request), request.params.max_tokens
         attempts = transient = limited = 0
         error = ""
         while True:
             attempts += 1
             wait = 0.0
-            async with limiter.slot() as sent_at:
+            async with limiter.slot(prompt_tokens, max_tokens, attempts > 1) as ticket:
                 t0 = time.monotonic()
                 try:
                     completion = await self.provider.complete(request)
                 except RateLimited as exc:
-                    limiter.on_rate_limit(sent_at, exc.retry_after)
+                    spent = exc.limits is not None and exc.limits.spent
+                    kind = Refusal.QUOTA if spent else Refusal.RATE
+                    limiter.on_refused(ticket, kind, exc.retry_after, exc.limits)
                     limited += 1
                     error = f"rate limited: {exc}"
                     if limited > spec.max_retries * policy.rate_limit_factor:
                         return self._failure(key, error, attempts, started)
-                    if exc.retry_after is None:
+                    if exc.retry_after is not None:
+                        wait = exc.retry_after  # this request's wait; the others go on
+                    else:
                         wait = policy.backoff(limited) + policy.default_rate_limit_wait_s
                 except Unreachable as exc:
                     down_for = outage.down()
@@ -326,11 +336,15 @@ class LLMClient:
                         ) from exc
                     wait = min(POLL_S, spec.max_outage_s - down_for)
                 except TransientError as exc:
+                    if isinstance(exc, Overloaded):
+                        limiter.on_refused(ticket, Refusal.OVERLOAD, exc.retry_after)
                     transient += 1
                     error = str(exc)
                     if transient > spec.max_retries:
                         return self._failure(key, error, attempts, started)
                     wait = policy.backoff(transient)
+                    if isinstance(exc, Overloaded) and exc.retry_after:
+                        wait = max(wait, exc.retry_after)
                 except PermanentError as exc:
                     return self._failure(key, str(exc), attempts, started)
                 except ConfigError as exc:
@@ -341,7 +355,8 @@ class LLMClient:
                     )
                 else:
                     latency = time.monotonic() - t0
-                    limiter.on_success(latency)
+                    used = completion.usage.prompt_tokens
+                    limiter.on_success(ticket, latency, completion.limits, used)
                     outage.up()
                     break
             if wait:
@@ -425,6 +440,12 @@ class LLMClient:
             model=entry.model,
             finish_reason=entry.finish_reason,
         )
+
+
+def prompt_estimate(request: ChatRequest) -> float:
+    """A request's prompt tokens before it is sent: about four characters a token (the
+    endpoint's limiter calibrates it from the answers' usage)."""
+    return sum(len(m.content) for m in request.messages) / 4 + 4 * len(request.messages)
 
 
 def _bind(fn: Callable[..., Awaitable[R]], *args: Any) -> Callable[[], Awaitable[R]]:

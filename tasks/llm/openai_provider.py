@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from tasks.llm.base import (
     ChatRequest,
     Completion,
     ConfigError,
+    Overloaded,
     PermanentError,
     ProviderSpec,
     RateLimited,
@@ -26,7 +26,13 @@ from tasks.llm.base import (
     Usage,
     no_connection,
 )
+from tasks.llm.ratelimits import read_limits, retry_after
 from tasks.llm.secrets import api_key
+
+try:  # the openai SDK's HTTP layer since 3.x; httpx before
+    from httpx2 import Response as RawResponse
+except ImportError:  # pragma: no cover - older SDKs
+    from httpx import Response as RawResponse
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DUMMY_KEY = "not-needed"  # OpenAI-compatible servers mostly ignore the key; the SDK wants one
@@ -49,21 +55,6 @@ def http_client() -> openai.DefaultAioHttpClient | None:
     except ImportError:
         return None
     return openai.DefaultAioHttpClient()
-
-
-def retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` (numbers only)."""
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            continue
-    return None
 
 
 class OpenAIProvider:
@@ -180,51 +171,38 @@ class OpenAIProvider:
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            # The SDK's generic POST, not ``chat.completions.create``: our arguments are
-            # plain JSON already, and ``create`` walks them against its TypedDicts first,
-            # a quarter of the client's CPU per request. Errors and parsing are the same.
+            # The SDK's generic POST with the raw response: our arguments are plain JSON
+            # already (``create`` walks them against its TypedDicts first, a quarter of
+            # the client's CPU per request), and the headers carry the quota the limiter
+            # paces by. Errors are the SDK's, as with ``create``.
             response = await self._sdk().post(
-                "/chat/completions", body=self._arguments(request), cast_to=ChatCompletion
+                "/chat/completions", body=self._arguments(request), cast_to=RawResponse
             )
+            body = response.json()
         except openai.RateLimitError as exc:
             code = _error_code(exc)
             if code == "insufficient_quota":  # out of credit: waiting will not help
                 raise PermanentError(f"insufficient quota: {exc}") from exc
-            raise RateLimited(str(exc), retry_after(exc.response.headers)) from exc
+            headers = exc.response.headers
+            raise RateLimited(str(exc), retry_after(headers), read_limits(headers)) from exc
         except openai.APIConnectionError as exc:  # a timeout too (APITimeoutError)
             if no_connection(exc):  # refused: the aiohttp transport reports it as a timeout
                 raise Unreachable(f"connection refused: {exc.__cause__}") from exc
             if isinstance(exc, openai.APITimeoutError):
                 raise TransientError(f"timed out after {self.spec.timeout_s:g}s") from exc
             raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
-        except openai.APIResponseValidationError as exc:
-            raise TransientError(f"malformed response: {exc}") from exc
         except openai.APIStatusError as exc:
+            if exc.status_code in (503, 529):
+                wait = retry_after(exc.response.headers)
+                raise Overloaded(f"HTTP {exc.status_code}: {exc.message}", wait) from exc
             if exc.status_code >= 500 or exc.status_code in (408, 409):
                 raise TransientError(f"HTTP {exc.status_code}: {exc.message}") from exc
             raise PermanentError(f"HTTP {exc.status_code}: {exc.message}") from exc
         except (ValueError, json.JSONDecodeError) as exc:  # a 200 whose body is not JSON
             raise TransientError(f"malformed response body: {exc}") from exc
-        choices = getattr(response, "choices", None)
-        if not choices:
-            raise TransientError("malformed response: no choices")
-        choice = choices[0]
-        message = getattr(choice, "message", None)
-        text = getattr(message, "content", None)
-        if text is None:
-            refusal = getattr(message, "refusal", None)
-            if refusal:
-                raise PermanentError(f"the model refused: {refusal}")
-            text = ""
-        usage = getattr(response, "usage", None)
-        return Completion(
-            text=text,
-            usage=Usage(
-                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            ),
-            finish_reason=getattr(choice, "finish_reason", None),
-        )
+        completion = _completion(body)
+        completion.limits = read_limits(response.headers)
+        return completion
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -240,3 +218,31 @@ def _error_code(exc: openai.APIStatusError) -> str | None:
             code = inner.get("code") or inner.get("type")
             return str(code) if code else None
     return None
+
+
+def _completion(body: Any) -> Completion:
+    """The text, usage and finish reason of a chat completion body (a dict)."""
+    if not isinstance(body, dict):
+        raise TransientError("malformed response: not a JSON object")
+    choices = body.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise TransientError("malformed response: no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise TransientError("malformed response: no message")
+    text = message.get("content")
+    if text is None:
+        refusal = message.get("refusal")
+        if refusal:
+            raise PermanentError(f"the model refused: {refusal}")
+        text = ""
+    usage = body.get("usage") or {}
+    return Completion(
+        text=str(text),
+        usage=Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        ),
+        finish_reason=choice.get("finish_reason"),
+    )

@@ -33,12 +33,13 @@ from tasks.core.killpoints import kill_point
 from tasks.core.paths import Location
 from tasks.gates import gx, memo, sharded
 from tasks.gates.suites import SuiteSpec, load_suite
+from tasks.gates.worker import worker as gate_worker
 from tasks.pipeline import artifacts
 from tasks.pipeline.executors import make_task_runner, shared_api
 from tasks.pipeline.params import ProviderParams, runtime_of
 from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
-from tasks.pipeline.runner import run_global, run_stage, write_input_shards
-from tasks.pipeline.stage import GlobalStage, RunInfo, ShardRef, Stage, StageOutput
+from tasks.pipeline.runner import InputShards, OnShard, iter_input_shards, run_global, run_stage
+from tasks.pipeline.stage import GlobalStage, RunInfo, ShardOutput, ShardRef, Stage, StageOutput
 from tasks.store import fsio
 from tasks.store.catalog import Catalog
 from tasks.store.shards import iter_shards
@@ -86,6 +87,7 @@ class Run:
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
         self.started = time.monotonic()
+        gate_worker().start()  # GX imports there, on another core, while the run starts
         provider, model = _generator_of(params)
         self.catalog.start_run(
             run_id=self.info.run_id,
@@ -111,17 +113,32 @@ class Run:
 
     # --- the flow's steps ---
 
-    def inputs(self, rows: Iterable[dict[str, Any]]) -> list[ShardRef]:
-        """The run's input rows as content-addressed shards of ``shard_size`` rows."""
-        with self.location.active():
-            return write_input_shards(rows, self.shard_size, self.recipe)
+    def inputs(self, rows: Iterable[dict[str, Any]], total: int | None = None) -> InputShards:
+        """The run's input rows as content-addressed shards of ``shard_size`` rows, written
+        as the first stage takes them (its first requests leave before a large input is
+        all written). ``total``: the number of rows, when known (for progress)."""
+        return InputShards(iter_input_shards(rows, self.shard_size, self.recipe), total)
 
-    def stage(self, stage: Stage, shards: list[ShardRef], config: Any) -> StageOutput:
-        """Run a stage over shards and record what went in, out, and why rows left."""
+    def stage(
+        self,
+        stage: Stage,
+        shards: Iterable[ShardRef],
+        config: Any,
+        on_shard: OnShard | None = None,
+    ) -> StageOutput:
+        """Run a stage over shards and record what went in, out, and why rows left: each
+        shard's rejections and LLM calls reach the catalog as the shard completes.
+        ``on_shard(index, output)`` is called too, in this thread, as each one does."""
         runner = self._started_runner()
+
+        def done(index: int, shard: ShardOutput) -> None:
+            self._record_shard(stage.name, shard)
+            if on_shard is not None:
+                on_shard(index, shard)
+
         with shared_api() if runner is not None else nullcontext():
-            output = run_stage(stage, shards, config, self.info, runner, self.location)
-        return self._record(output)
+            output = run_stage(stage, shards, config, self.info, runner, self.location, done)
+        return self._record(output, shards_recorded=True)
 
     def global_stage(self, stage: GlobalStage, shards: list[ShardRef], config: Any) -> StageOutput:
         """Run a whole-dataset step (dedup, balance) and record it like any stage."""
@@ -138,7 +155,9 @@ class Run:
         key = memo.gate_key(spec, [s.fingerprint for s in output.kept])
         result = memo.recall(key)  # the same suite on the same rows: the same verdict
         if result is None:
-            result = sharded.validate_shards(output.kept, spec)
+            result = gate_worker().validate(output.kept, spec)
+            if result is None:  # no worker, or shards it cannot see
+                result = sharded.validate_shards(output.kept, spec)
             memo.remember(key, result)
         self.gates.append(result)
         self.catalog.add_validation(self.run_id, output.stage, result)
@@ -193,7 +212,17 @@ class Run:
 
     # --- bookkeeping ---
 
-    def _record(self, output: StageOutput) -> StageOutput:
+    def _record_shard(self, stage: str, shard: ShardOutput) -> None:
+        """One shard's rejections and LLM calls into the catalog."""
+        one = StageOutput(stage=stage, shards=[shard])
+        # The catalog keeps why each record left; the record itself stays in the shards.
+        rejections = (r.model_copy(update={"record": None}) for r in one.rejections())
+        for chunk in _chunks(rejections):
+            self.catalog.add_rejections(self.run_id, chunk)
+        for chunk in _chunks(self._calls(one)):
+            self.catalog.add_llm_calls(self.run_id, chunk)
+
+    def _record(self, output: StageOutput, shards_recorded: bool = False) -> StageOutput:
         row = FunnelRow(
             stage=output.stage,
             n_in=output.n_in,
@@ -211,12 +240,9 @@ class Run:
             n_rejected=row.n_rejected,
             shards=output.kept,
         )
-        # The catalog keeps why each record left; the record itself stays in the shards.
-        rejections = (r.model_copy(update={"record": None}) for r in output.rejections())
-        for chunk in _chunks(rejections):
-            self.catalog.add_rejections(self.run_id, chunk)
-        for chunk in _chunks(self._calls(output)):
-            self.catalog.add_llm_calls(self.run_id, chunk)
+        if not shards_recorded:
+            for shard in output.shards:
+                self._record_shard(output.stage, shard)
         return output
 
     @staticmethod

@@ -14,7 +14,7 @@ import hashlib
 import os
 import socket
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -78,26 +78,61 @@ def write_input_shards(
     rows: Iterable[dict[str, Any]], shard_size: int, name: str
 ) -> list[ShardRef]:
     """Split a stream of rows into content-addressed Parquet shards (memory: one shard)."""
+    return list(iter_input_shards(rows, shard_size, name))
+
+
+def iter_input_shards(
+    rows: Iterable[dict[str, Any]], shard_size: int, name: str
+) -> Iterator[ShardRef]:
+    """Each shard as soon as it is written: a stage can start on the first one while the
+    rest of a large input is still being read."""
     directory = fsio.join(shard_root(), "inputs", name)
     fsio.makedirs(directory)
-    refs: list[ShardRef] = []
     batch: list[dict[str, Any]] = []
 
-    def flush() -> None:
+    def flush() -> ShardRef:
         fp = fingerprint_rows(batch)
         path = fsio.join(directory, f"{fp[:32]}.parquet")
         if not fsio.exists(path):
             write_shard(batch, path)
-        refs.append(ShardRef(path=path, rows=len(batch), fingerprint=fp))
+        return ShardRef(path=path, rows=len(batch), fingerprint=fp)
 
     for row in rows:
         batch.append(row)
         if len(batch) >= shard_size:
-            flush()
+            yield flush()
             batch = []
     if batch:
-        flush()
-    return refs
+        yield flush()
+
+
+class InputShards:
+    """A run's input shards, written as the first stage asks for them, and remembered:
+    iterating again (a later stage, a re-run of the stage) reads the list it wrote.
+    ``rows`` is the number of input rows when known beforehand (for progress)."""
+
+    def __init__(self, refs: Iterator[ShardRef], rows: int | None = None) -> None:
+        self._source: Iterator[ShardRef] | None = refs
+        self._refs: list[ShardRef] = []
+        self.rows = rows
+
+    def __iter__(self) -> Iterator[ShardRef]:
+        yield from list(self._refs)
+        while self._source is not None:
+            ref = next(self._source, None)
+            if ref is None:
+                self._source = None
+                return
+            self._refs.append(ref)
+            yield ref
+
+    def __len__(self) -> int:
+        return len(self.materialized())
+
+    def materialized(self) -> list[ShardRef]:
+        for _ in self:
+            pass
+        return list(self._refs)
 
 
 # --- one shard ------------------------------------------------------------------------------
@@ -209,16 +244,23 @@ def shard_task() -> Any:
 # --- a stage over its shards -----------------------------------------------------------------
 
 
+OnShard = Callable[[int, ShardOutput], None]
+
+
 def run_stage(
     stage: Stage,
-    shards: list[ShardRef],
+    shards: Iterable[ShardRef],
     config: Any,
     run: RunInfo,
     task_runner: Any = None,
     location: Location | None = None,
+    on_shard: OnShard | None = None,
 ) -> StageOutput:
     """Map a stage over shards: as Prefect task runs inside a flow, plainly outside one.
 
+    ``on_shard(index, output)`` is called in this thread as each shard's output comes
+    (in order here; as they complete on a cluster), so what follows a shard (its catalog
+    rows, a streamed output) happens while the others run, not all after the last.
     ``task_runner`` (a started Prefect task runner, e.g. Dask or Ray) sends the shards
     there instead of to the flow's own runner; the flow's process then counts progress
     by whole shards, since the workers' counters are out of its reach."""
@@ -226,25 +268,41 @@ def run_stage(
 
     location = location or Location.here()
     reporter = progress.current()
-    reporter.start(stage.name, sum(s.rows for s in shards))
+    known = getattr(shards, "rows", None)
+    if known is None:
+        shards = list(shards)
+        known = sum(s.rows for s in shards)
+    reporter.start(stage.name, known)
+    done = on_shard or (lambda _i, _o: None)
+    outputs: list[ShardOutput] = []
+
+    def collect(output: ShardOutput) -> None:
+        done(len(outputs), output)
+        outputs.append(output)
+
     try:
         if FlowRunContext.get() is None:
             with location.active():
-                outputs = [run_shard(stage, s, config, run) for s in shards]
+                for s in shards:
+                    collect(run_shard(stage, s, config, run))
         elif task_runner is None:
             # A window of shards in flight, not all of them: each holds its rows, requests
             # and results in memory, so submitting every shard at once (Prefect's thread
             # pool is unbounded) made a run's memory grow with its size.
-            outputs = []
             window: deque[Future] = deque()
             for i, s in enumerate(shards):
                 if len(window) >= shards_in_flight():
-                    outputs.append(window.popleft().result())
+                    collect(window.popleft().result())
                 task = shard_task().with_options(task_run_name=f"{stage.name}[{i}]")
                 window.append(task.submit(stage, s, config, run, location))
-            outputs.extend(f.result() for f in window)
+            for future in window:
+                collect(future.result())
         else:
-            outputs = _run_on(task_runner, stage, shards, config, run, location)
+            placed: dict[int, ShardOutput] = {}
+            for i, output in _run_on(task_runner, stage, list(shards), config, run, location):
+                done(i, output)
+                placed[i] = output
+            outputs = [placed[i] for i in sorted(placed)]
     finally:
         reporter.finish(stage.name)
     return StageOutput(stage=stage.name, shards=outputs)
@@ -257,7 +315,8 @@ def _run_on(
     config: Any,
     run: RunInfo,
     location: Location,
-) -> list[ShardOutput]:
+) -> Iterator[tuple[int, ShardOutput]]:
+    """Each shard's output with its index, as the cluster finishes them."""
     from prefect.futures import as_completed
 
     reporter = progress.current()
@@ -273,12 +332,11 @@ def _run_on(
             "report": False,
         }
         index[task_runner.submit(task, parameters=parameters)] = i
-    outputs: list[ShardOutput | None] = [None] * len(shards)
     for future in as_completed(list(index)):
         i = index[future]
-        outputs[i] = future.result()
+        output = future.result()
         reporter.advance(stage.name, shards[i].rows)
-    return [o for o in outputs if o is not None]
+        yield i, output
 
 
 # --- whole-dataset steps ------------------------------------------------------------------

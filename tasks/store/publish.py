@@ -92,6 +92,42 @@ def write_jsonl_atomic(
     return n
 
 
+class JsonlSink:
+    """JSON Lines written as rows come and published all at once: rows go to a hidden
+    temporary file beside ``path``; :meth:`commit` makes it ``path`` atomically, and
+    leaving the ``with`` block without committing (an error) removes it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tag = f"{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.tmp = self.path.with_name(f".{self.path.name}{tag}")
+        self._fh = open(self.tmp, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self.rows = 0
+
+    def write(self, rows: Iterable[Mapping[str, Any] | BaseModel]) -> None:
+        for row in rows:
+            self._fh.write(json.dumps(_row_dict(row), ensure_ascii=False, default=json_default))
+            self._fh.write("\n")
+            self.rows += 1
+
+    def commit(self) -> int:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+        _fsync_dir(self.path.parent)
+        return self.rows
+
+    def __enter__(self) -> JsonlSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -22,7 +22,6 @@ from typing import Any, TextIO
 
 import typer
 
-from tasks.curation.balance import label
 from winnow.console import err, fail
 
 
@@ -186,6 +185,8 @@ def curate(
         target=target,
         strip_comments=strip_comments,
     )
+    from tasks.curation.balance import label
+
     counts = {"in": 0, "kept": 0, "rejected": 0}
     classes_in: Counter[str] = Counter()
     classes_out: Counter[str] = Counter()

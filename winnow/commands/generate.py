@@ -9,6 +9,7 @@ import typer
 
 from winnow.console import err, fail, live_progress, out, print_summary
 from winnow.errors import user_errors
+from winnow.serving.background import prepare_run
 
 
 def generate(
@@ -29,6 +30,9 @@ def generate(
     max_retries: int = typer.Option(6, help="Retries of a failing request (5xx, timeouts)."),
     temperature: float = typer.Option(None, help="Override the template's temperature."),
     max_tokens: int = typer.Option(None, help="Override the template's max_tokens."),
+    batch: bool = typer.Option(
+        False, "--batch", help="Send through the provider's batch API (OpenAI, Anthropic)."
+    ),
 ) -> None:
     """Run a prompt template over every row of a JSON Lines file.
 
@@ -37,7 +41,6 @@ def generate(
     re-run of a finished one makes no LLM call.
     """
     with user_errors():
-        from flows.generate import generate as generate_flow
         from tasks.recipes.generate.recipe import GenerateParams, plan
 
         params = GenerateParams(
@@ -52,8 +55,12 @@ def generate(
             max_retries=max_retries,
             temperature=temperature,
             max_tokens=max_tokens,
+            batch=batch,
         )
         p = plan(params)  # fail fast, before Prefect starts
+        prepare_run()  # before Prefect is imported: it reads PREFECT_API_URL once
+        from flows.generate import generate as generate_flow
+
         config = p.generate
         model_name = f" / {config.provider.model}" if config.provider.model else ""
         err.print(

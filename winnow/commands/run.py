@@ -10,6 +10,7 @@ import typer
 
 from winnow.console import err, fail, live_progress, out, print_summary
 from winnow.errors import user_errors
+from winnow.serving.background import prepare_run
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -91,6 +92,7 @@ def run(
             if exc.__class__.__name__ == "ValidationError":
                 raise
             raise fail(str(exc)) from None
+        prepare_run()
         started = time.monotonic()
         with live_progress():
             summary = spec.flow()(params)

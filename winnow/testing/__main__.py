@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 
 from winnow.testing.anthropic_server import AnthropicTestServer
-from winnow.testing.llm_server import LLMTestServer, Script, ServerThread, serve_until_signalled
+from winnow.testing.llm_server import (
+    LLMTestServer,
+    Quota,
+    Script,
+    ServerThread,
+    serve_until_signalled,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--over-capacity", choices=["queue", "429"], default=None)
     parser.add_argument("--retry-after-s", type=float, default=None)
+    parser.add_argument("--latency-jitter", type=float, default=None, help="latency ± share")
+    for fault in ("429", "500", "503", "529"):
+        parser.add_argument(f"--p-{fault}", type=float, default=None, help=f"share of {fault}s")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
+    parser.add_argument("--rpm", type=float, default=None, help="quota: requests per minute")
+    parser.add_argument("--tpm", type=float, default=None, help="quota: tokens per minute")
+    parser.add_argument("--burst-s", type=float, default=1.0, help="quota buckets hold this")
     parser.add_argument("--script", type=Path, default=None, help="a JSON Script")
     parser.add_argument("--api", choices=["openai", "anthropic"], default="openai")
     args = parser.parse_args(argv)
@@ -36,6 +49,17 @@ def main(argv: list[str] | None = None) -> None:
         script.over_capacity = args.over_capacity
     if args.retry_after_s is not None:
         script.retry_after_s = args.retry_after_s
+    if args.latency_jitter is not None:
+        script.latency_jitter = args.latency_jitter
+    for fault in ("429", "500", "503", "529"):
+        if getattr(args, f"p_{fault}") is not None:
+            setattr(script.faults, f"p_{fault}", getattr(args, f"p_{fault}"))
+    if args.seed is not None:
+        script.faults.seed = args.seed
+    if args.rpm or args.tpm:
+        script.quota = Quota(
+            requests_per_minute=args.rpm, tokens_per_minute=args.tpm, burst_s=args.burst_s
+        )
     if args.api == "anthropic":
         server: ServerThread = AnthropicTestServer(script, port=args.port)
     else:

@@ -10,6 +10,8 @@ the SDK adds it). A ``system`` prompt is counted as a leading ``system`` message
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from winnow.testing.llm_server import (
@@ -42,8 +44,9 @@ class AnthropicDouble(ChatDouble):
             if system:
                 messages.insert(0, {"role": "system", "content": system})
             await self.serve_chat(
-                send, messages, model, False, self._render, self._error, body_key(body)
-            )
+                send, messages, model, False, self._render, self._error, body_key(body),
+                int(body["max_tokens"]),
+            )  # fmt: skip
         elif path.startswith("/v1/models/") and method == "GET":
             with self.stats._lock:
                 self.stats.model_requests += 1
@@ -70,8 +73,21 @@ class AnthropicDouble(ChatDouble):
             400: "invalid_request_error",
             404: "not_found_error",
             429: "rate_limit_error",
+            529: "overloaded_error",
         }.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
+
+    @staticmethod
+    def quota_headers(state: dict[str, tuple[float, float, float]]) -> dict[str, str]:
+        """Anthropic's ``anthropic-ratelimit-*`` headers; the reset is an RFC 3339 time."""
+        headers = {}
+        now = time.time()
+        for kind, (limit, remaining, full_in) in state.items():
+            reset = datetime.fromtimestamp(now + full_in, UTC).isoformat(timespec="milliseconds")
+            headers[f"anthropic-ratelimit-{kind}-limit"] = f"{limit:g}"
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = f"{remaining:g}"
+            headers[f"anthropic-ratelimit-{kind}-reset"] = reset.replace("+00:00", "Z")
+        return headers
 
     @staticmethod
     def _render(reply: Reply, prompt_tokens: int, completion_tokens: int, model: str) -> dict:

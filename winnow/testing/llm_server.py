@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
 import signal
@@ -52,8 +53,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Fault = Literal["429", "500", "hang", "malformed", "truncated"]
-FAULTS: tuple[str, ...] = ("429", "500", "hang", "malformed", "truncated")
+Fault = Literal["429", "500", "503", "529", "hang", "malformed", "truncated"]
+FAULTS: tuple[str, ...] = ("429", "500", "503", "529", "hang", "malformed", "truncated")
+# Refusals a server sends at once, before any work (and before the latency): a rate
+# limit, or an overload (503; Anthropic's 529 overloaded_error).
+IMMEDIATE: tuple[str, ...] = ("429", "503", "529")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -101,10 +105,26 @@ class Faults(BaseModel):
 
     p_429: float = Field(0.0, ge=0, le=1)
     p_500: float = Field(0.0, ge=0, le=1)
+    p_503: float = Field(0.0, ge=0, le=1)
+    p_529: float = Field(0.0, ge=0, le=1)
     p_hang: float = Field(0.0, ge=0, le=1)
     p_malformed: float = Field(0.0, ge=0, le=1)
     p_truncated: float = Field(0.0, ge=0, le=1)
     seed: int = 0
+
+
+class Quota(BaseModel):
+    """A hosted API's quota: requests and tokens per minute, each a token bucket refilled
+    continuously at ``limit / 60`` per second and holding ``burst_s`` seconds of refill
+    (hosted APIs enforce a per-minute limit over short windows). A request costs 1 of
+    the first and its prompt tokens plus ``max_tokens`` of the second, charged when it
+    arrives; one that does not fit is refused with a 429 whose
+    headers say the bucket is spent. Every answer reports both buckets in the API's own
+    headers (``x-ratelimit-*`` or ``anthropic-ratelimit-*``)."""
+
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    burst_s: float = Field(1.0, gt=0)
 
 
 class Script(BaseModel):
@@ -116,6 +136,8 @@ class Script(BaseModel):
     fault_sequence: list[str] = Field(default_factory=list)
     faults: Faults = Field(default_factory=Faults)
     latency_ms: float = Field(0.0, ge=0)
+    # Each answer's latency is latency_ms x U(1 - jitter, 1 + jitter): a slow tail.
+    latency_jitter: float = Field(0.0, ge=0, le=1)
     # Requests served at once; the rest wait (over_capacity="queue") or get 429.
     concurrency: int = Field(1024, ge=1)
     over_capacity: Literal["queue", "429"] = "queue"
@@ -124,6 +146,7 @@ class Script(BaseModel):
     # When set, API requests must carry this key (``Authorization: Bearer`` or
     # ``x-api-key``) or get 401: tests prove a key was really sent.
     api_key: str | None = None
+    quota: Quota | None = None
 
 
 # --- the counts ------------------------------------------------------------------------
@@ -158,11 +181,16 @@ class Stats:
             self.by_request: Counter[str] = Counter()  # body_key -> requests received
             self.answered: Counter[str] = Counter()  # body_key -> successful answers sent
             self.faults: Counter[str] = Counter()
+            # 429s by cause ("quota", "capacity", "scripted") and overloads ("503", "529")
+            self.refusals: Counter[str] = Counter()
             self.pending = 0  # received and not yet finished (waiting for a slot included)
             self.in_flight = 0
             self.max_in_flight = 0
             self.completed = 0
             self.unauthorized = 0
+            # wall-clock times (time.time()) of the first chat request and the last answer
+            self.first_request_at: float | None = None
+            self.last_answer_at: float | None = None
 
     def count_for(self, messages: list[dict[str, Any]] | list[Any]) -> int:
         """How many chat requests carried exactly these messages (dicts or pydantic)."""
@@ -185,7 +213,10 @@ class Stats:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "unauthorized": self.unauthorized,
+                "first_request_at": self.first_request_at,
+                "last_answer_at": self.last_answer_at,
                 "faults": dict(self.faults),
+                "refusals": dict(self.refusals),
                 "by_hash": dict(self.by_hash),
                 "by_request": dict(self.by_request),
                 "answered": dict(self.answered),
@@ -212,6 +243,71 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
+def quota_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
+    """What a request costs against a tokens-per-minute quota: its prompt tokens (as the
+    answer's ``usage`` reports them) plus the completion it may take, as OpenAI counts."""
+    return count_tokens(render_messages(messages)) + max(0, max_tokens)
+
+
+class Bucket:
+    """A token bucket: ``rate`` per second, ``capacity`` at most, full at the start."""
+
+    def __init__(self, per_minute: float, burst_s: float) -> None:
+        self.limit = per_minute
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_s)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + self.rate * (now - self.stamp))
+        self.stamp = now
+
+    def wait_s(self, cost: float) -> float:
+        """Seconds until ``cost`` fits (0 when it does now)."""
+        return max(0.0, (min(cost, self.capacity) - self.level) / self.rate)
+
+    def full_in_s(self) -> float:
+        return max(0.0, (self.capacity - self.level) / self.rate)
+
+
+class QuotaState:
+    """The buckets of a :class:`Quota` and the headers that describe them."""
+
+    def __init__(self, quota: Quota) -> None:
+        self.lock = threading.Lock()
+        self.buckets: dict[str, Bucket] = {}
+        if quota.requests_per_minute:
+            self.buckets["requests"] = Bucket(quota.requests_per_minute, quota.burst_s)
+        if quota.tokens_per_minute:
+            self.buckets["tokens"] = Bucket(quota.tokens_per_minute, quota.burst_s)
+
+    def charge(self, tokens: int) -> float:
+        """Charge one request; 0 when it fits, else the seconds until it would."""
+        costs = {"requests": 1.0, "tokens": float(tokens)}
+        with self.lock:
+            now = time.monotonic()
+            for bucket in self.buckets.values():
+                bucket.refill(now)
+            wait = max((b.wait_s(costs[k]) for k, b in self.buckets.items()), default=0.0)
+            if wait > 0:
+                for kind, bucket in self.buckets.items():
+                    if bucket.wait_s(costs[kind]) > 0:
+                        bucket.level = min(bucket.level, 0.0)  # what the headers will say
+                return wait
+            for kind, bucket in self.buckets.items():
+                bucket.level -= costs[kind]
+            return 0.0
+
+    def snapshot(self) -> dict[str, tuple[float, float, float]]:
+        """kind -> (limit per minute, remaining, seconds until full)."""
+        with self.lock:
+            return {
+                k: (b.limit, max(0.0, math.floor(b.level)), b.full_in_s())
+                for k, b in self.buckets.items()
+            }
+
+
 class ScriptEngine:
     """Chooses the reply for each request; shared by the OpenAI and Anthropic doubles."""
 
@@ -226,6 +322,7 @@ class ScriptEngine:
         self.rng = random.Random(script.faults.seed)
         self.lock = threading.Lock()
         self.semaphore: asyncio.Semaphore | None = None
+        self.quota = QuotaState(script.quota) if script.quota else None
 
     def choose(self, messages: list[dict[str, Any]], json_mode: bool) -> Reply:
         with self.lock:
@@ -247,12 +344,22 @@ class ScriptEngine:
                     return reply
             return self._random_fault() or self._default(messages, json_mode)
 
+    def latency_s(self) -> float:
+        script = self.script
+        if not script.latency_jitter:
+            return script.latency_ms / 1000
+        with self.lock:
+            spread = self.rng.uniform(-script.latency_jitter, script.latency_jitter)
+        return script.latency_ms * (1 + spread) / 1000
+
     def _random_fault(self) -> Reply | None:
         f = self.script.faults
         x = self.rng.random()
         for name, p in (
             ("429", f.p_429),
             ("500", f.p_500),
+            ("503", f.p_503),
+            ("529", f.p_529),
             ("hang", f.p_hang),
             ("malformed", f.p_malformed),
             ("truncated", f.p_truncated),
@@ -327,16 +434,19 @@ class ChatDouble:
         render: Callable[[Reply, int, int, str], dict[str, Any]],
         error: Callable[[int, str], dict[str, Any]],
         key: str = "",
+        max_tokens: int = 0,
     ) -> None:
         stats = self.stats
         with stats._lock:
             stats.chat_requests += 1
             stats.pending += 1
+            if stats.first_request_at is None:
+                stats.first_request_at = time.time()
             stats.by_hash[message_hash(messages)] += 1
             if key:
                 stats.by_request[key] += 1
         try:
-            await self._answer(send, messages, model, json_mode, render, error, key)
+            await self._answer(send, messages, model, json_mode, render, error, key, max_tokens)
         finally:
             with stats._lock:
                 stats.pending -= 1
@@ -350,34 +460,43 @@ class ChatDouble:
         render: Callable[[Reply, int, int, str], dict[str, Any]],
         error: Callable[[int, str], dict[str, Any]],
         key: str,
+        max_tokens: int,
     ) -> None:
         script = self.engine.script
         stats = self.stats
         if model not in script.models:
             await send_json(send, 404, error(404, f"The model `{model}` does not exist"))
             return
+        quota = self.engine.quota
+        if quota is not None:
+            wait = quota.charge(quota_tokens(messages, max_tokens))
+            if wait > 0:
+                await self._refuse(send, error, 429, "quota", "rate limit reached", wait)
+                return
         if self.engine.semaphore is None:
             self.engine.semaphore = asyncio.Semaphore(script.concurrency)
         semaphore = self.engine.semaphore
         if script.over_capacity == "429" and semaphore.locked():
-            await self._fault_429(send, error, "over capacity")
+            await self._refuse(send, error, 429, "capacity", "over capacity")
+            return
+        reply = self.engine.choose(messages, json_mode)
+        if reply.fault in IMMEDIATE:
+            status = int(reply.fault)  # type: ignore[arg-type]
+            why = "rate limited (scripted)" if status == 429 else "overloaded (scripted)"
+            await self._refuse(send, error, status, "scripted" if status == 429 else "", why)
             return
         async with semaphore:
             with stats._lock:
                 stats.in_flight += 1
                 stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
             try:
-                reply = self.engine.choose(messages, json_mode)
                 if reply.fault == "hang":
                     with stats._lock:
                         stats.faults["hang"] += 1
                     await asyncio.sleep(script.hang_s)
                     return
                 if script.latency_ms:
-                    await asyncio.sleep(script.latency_ms / 1000)
-                if reply.fault == "429":
-                    await self._fault_429(send, error, "rate limited (scripted)")
-                    return
+                    await asyncio.sleep(self.engine.latency_s())
                 if reply.fault == "500":
                     with stats._lock:
                         stats.faults["500"] += 1
@@ -408,20 +527,51 @@ class ChatDouble:
                         }
                     )
                     raise _Truncate
-                await send_bytes(send, 200, body)
+                await send_bytes(send, 200, body, self._quota_headers())
                 with stats._lock:
                     stats.completed += 1
+                    stats.last_answer_at = time.time()
                     if key:
                         stats.answered[key] += 1
             finally:
                 with stats._lock:
                     stats.in_flight -= 1
 
-    async def _fault_429(self, send: Send, error: Callable[[int, str], dict], why: str) -> None:
+    async def _refuse(
+        self,
+        send: Send,
+        error: Callable[[int, str], dict],
+        status: int,
+        cause: str,
+        why: str,
+        retry_after: float | None = None,
+    ) -> None:
+        """A 429 (``cause``: quota, capacity, scripted) or an overload (503, 529), at once,
+        with ``Retry-After`` (and ``retry-after-ms``) and the quota's headers."""
         with self.stats._lock:
-            self.stats.faults["429"] += 1
-        retry_after = self.engine.script.retry_after_s
-        await send_json(send, 429, error(429, why), {"retry-after": f"{retry_after:g}"})
+            self.stats.faults[str(status)] += 1
+            self.stats.refusals[cause or str(status)] += 1
+        seconds = self.engine.script.retry_after_s if retry_after is None else retry_after
+        headers = {
+            "retry-after": str(max(1, math.ceil(seconds)) if retry_after else f"{seconds:g}"),
+            "retry-after-ms": str(math.ceil(seconds * 1000)),
+            **self._quota_headers(),
+        }
+        await send_json(send, status, error(status, why), headers)
+
+    def _quota_headers(self) -> dict[str, str]:
+        quota = self.engine.quota
+        return self.quota_headers(quota.snapshot()) if quota is not None else {}
+
+    @staticmethod
+    def quota_headers(state: dict[str, tuple[float, float, float]]) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*`` headers (a double for another API overrides it)."""
+        headers = {}
+        for kind, (limit, remaining, full_in) in state.items():
+            headers[f"x-ratelimit-limit-{kind}"] = f"{limit:g}"
+            headers[f"x-ratelimit-remaining-{kind}"] = f"{remaining:g}"
+            headers[f"x-ratelimit-reset-{kind}"] = f"{full_in:.3f}s"
+        return headers
 
     async def serve_control(self, method: str, path: str, receive: Receive, send: Send) -> bool:
         """``GET /_stats``, ``POST /_reset`` (counts), ``POST /_script`` (replace the script)."""
@@ -486,9 +636,11 @@ class OpenAIDouble(ChatDouble):
                 await send_json(send, 400, self._error(400, "invalid request body"))
                 return
             json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+            max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
             await self.serve_chat(
-                send, messages, model, json_mode, self._render, self._error, body_key(body)
-            )
+                send, messages, model, json_mode, self._render, self._error, body_key(body),
+                max_tokens,
+            )  # fmt: skip
         elif path == "/v1/models" and method == "GET":
             self._count_models()
             data = [self._model(m) for m in self.script.models]
@@ -513,7 +665,9 @@ class OpenAIDouble(ChatDouble):
 
     @staticmethod
     def _error(status: int, message: str) -> dict[str, Any]:
-        kind = {429: "rate_limit_exceeded", 404: "model_not_found"}.get(status, "server_error")
+        kind = {429: "rate_limit_exceeded", 404: "model_not_found", 503: "overloaded"}.get(
+            status, "server_error"
+        )
         return {"error": {"message": message, "type": kind, "code": kind, "param": None}}
 
     @staticmethod

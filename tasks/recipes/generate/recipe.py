@@ -5,7 +5,6 @@ every row either completed or carrying its error."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,7 +16,7 @@ from tasks.pipeline.llm_stage import LLMConfig
 from tasks.pipeline.params import ProviderParams
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import ShardOutput, StageOutput
-from tasks.store.publish import write_jsonl_atomic
+from tasks.store.publish import JsonlSink
 from tasks.store.shards import iter_shards
 
 SUITES = ["generate.completions"]
@@ -60,24 +59,44 @@ def _indexed(path: str) -> Iterator[dict[str, Any]]:
         yield {"_index": index, **row}
 
 
-def _in_input_order(shards: list[ShardOutput]) -> Iterator[dict[str, Any]]:
-    """Merge each shard's kept and rejected rows back into input order, shard by shard."""
-    for shard in shards:
-        rows = list(iter_shards([shard.kept.path]))
-        rows += [r["record"] for r in iter_shards([shard.rejected.path])]
-        rows.sort(key=lambda r: r["_index"])
-        for row in rows:
-            row.pop("_index", None)
-            yield row
+def in_input_order(shard: ShardOutput) -> list[dict[str, Any]]:
+    """One shard's kept and rejected rows back in input order, ``_index`` dropped."""
+    rows = list(iter_shards([shard.kept.path]))
+    rows += [r["record"] for r in iter_shards([shard.rejected.path])]
+    rows.sort(key=lambda r: r["_index"])
+    for row in rows:
+        row.pop("_index", None)
+    return rows
 
 
-def publish_generate(run: Run, output: StageOutput) -> dict[str, Any]:
-    """Write every row, completed or failed, to ``out`` in input order (atomically)."""
-    out = str(run.params.out)  # type: ignore[attr-defined]
-    write_jsonl_atomic(Path(out), _in_input_order(output.shards))
+class OrderedOutput:
+    """The output file, written shard by shard as they complete (in input order: a
+    shard that completes early waits for those before it), published whole at the end."""
+
+    def __init__(self, path: str) -> None:
+        self.sink = JsonlSink(path)
+        self.waiting: dict[int, ShardOutput] = {}
+        self.next = 0
+
+    def __call__(self, index: int, shard: ShardOutput) -> None:
+        self.waiting[index] = shard
+        while self.next in self.waiting:
+            self.sink.write(in_input_order(self.waiting.pop(self.next)))
+            self.next += 1
+
+    def __enter__(self) -> OrderedOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sink.__exit__(*exc)
+
+
+def publish_generate(run: Run, output: StageOutput, written: OrderedOutput) -> dict[str, Any]:
+    """Make the output file, written as shards completed, visible at ``out`` at once."""
+    written.sink.commit()
     return {
         **run.funnel_document(output.n_kept),
-        "out": out,
+        "out": str(written.sink.path),
         "rows": output.n_in,
         "completed": output.n_kept,
         "failed": output.n_rejected,
