@@ -112,8 +112,11 @@ def funnel_table(rows: list[dict[str, Any]], title: str = "Funnel") -> Table:
 
 
 def costs_line(costs: dict[str, Any]) -> str:
+    sends = costs.get("sends")
+    retried = f", {sends} sends (retries included)" if sends else ""
     return (
-        f"LLM calls: {costs.get('calls', 0)} ({costs.get('cached_calls', 0)} from the journal), "
+        f"LLM calls: {costs.get('calls', 0)} ({costs.get('cached_calls', 0)} from the journal"
+        f"{retried}), "
         f"tokens: {costs.get('prompt_tokens', 0)} in / {costs.get('completion_tokens', 0)} out, "
         f"cost: ${costs.get('cost_usd', 0.0):.4f}"
     )
@@ -127,6 +130,7 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
             {
                 "calls": summary.get("llm_calls", 0),
                 "cached_calls": summary.get("llm_calls_from_journal", 0),
+                "sends": summary.get("llm_sends", 0),
                 "prompt_tokens": summary.get("tokens", {}).get("prompt", 0),
                 "completion_tokens": summary.get("tokens", {}).get("completion", 0),
                 "cost_usd": summary.get("cost_usd", 0.0),

@@ -201,6 +201,7 @@ class Run:
             },
             "llm_calls": costs.get("calls", 0),
             "llm_calls_from_journal": costs.get("cached_calls", 0),
+            "llm_sends": costs.get("sends", 0),  # every attempt, retries of refusals included
             "cost_usd": costs.get("cost_usd", 0.0),
             "gates": [
                 {"suite": g.suite, "severity": g.severity, "success": g.success} for g in self.gates

@@ -34,7 +34,10 @@ from tasks.core.records import Rejection, as_plain_dict
 from tasks.store import fsio
 from tasks.store.shards import ShardInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since a catalog may have been made: a catalog made by an earlier version
+# gets them (empty for its old rows) the first time it is opened for writing.
+_MIGRATIONS = "ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS attempts BIGINT;"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -106,6 +109,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     cached BOOLEAN,
     error VARCHAR,
     created_at TIMESTAMP,
+    attempts BIGINT,
     PRIMARY KEY (run_id, stage, key)
 );
 CREATE TABLE IF NOT EXISTS validations (
@@ -214,6 +218,7 @@ class Catalog:
             try:
                 if not read_only and not self._schema_ready:
                     con.execute(_DDL)
+                    con.execute(_MIGRATIONS)
                     con.execute(
                         "INSERT OR REPLACE INTO catalog_meta VALUES ('schema_version', ?)",
                         [str(SCHEMA_VERSION)],
@@ -573,6 +578,7 @@ class Catalog:
                     "latency_s": float(row.get("latency_s") or 0.0),
                     "cached": bool(row.get("cached", False)),
                     "error": row.get("error") or None,  # "" means no error too
+                    "attempts": int(row.get("attempts") or 0),
                 },
             )
         if not seen:
@@ -590,6 +596,7 @@ class Catalog:
                 + [
                     ("cached", pa.bool_()),
                     ("error", pa.string()),
+                    ("attempts", pa.int64()),
                     ("created_at", pa.timestamp("us")),
                 ]
             ),
@@ -703,6 +710,7 @@ class Catalog:
             assert con is not None
             agg = """count(*) AS calls,
                      count(*) FILTER (WHERE cached) AS cached_calls,
+                     coalesce(sum(attempts), 0)::BIGINT AS sends,
                      count(*) FILTER (WHERE error IS NOT NULL) AS failed_calls,
                      coalesce(sum(prompt_tokens), 0)::BIGINT AS prompt_tokens,
                      coalesce(sum(completion_tokens), 0)::BIGINT AS completion_tokens,

@@ -106,6 +106,9 @@ def test_generate_keeps_order_errors_and_reruns_free(
     shown = json.loads(shown)
     assert shown["funnel"][0] | {"n_in": 10, "n_out": 9, "n_rejected": 1} == shown["funnel"][0]
     assert shown["costs"]["calls"] == 10 and shown["run"]["status"] == "completed"
+    # every attempt is counted: the failing row was sent twice (max_retries=1)
+    assert shown["costs"]["sends"] == llm_server.stats.chat_requests == 11
+    assert (shown["run"]["provider"], shown["run"]["model"]) == ("openai-compatible", "test-model")
     assert "500" in shown["rejections"][0]["reason"]
     code, listed = cli("runs")
     assert code == 0 and summary["run_id"][:10] in listed

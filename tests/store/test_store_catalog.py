@@ -331,3 +331,23 @@ def test_catalog_is_plain_duckdb(catalog: Catalog) -> None:
         assert con.execute("SELECT params->>'$.model' FROM runs").fetchone() == ("qwen",)
     finally:
         con.close()
+
+
+def test_an_older_catalog_gains_the_attempts_column(tmp_path: Path) -> None:
+    """A catalog made before LLM calls counted their attempts is migrated in place."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE llm_calls (run_id VARCHAR NOT NULL, stage VARCHAR NOT NULL, "
+        "key VARCHAR NOT NULL, provider VARCHAR, model VARCHAR, template VARCHAR, "
+        "template_version VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, "
+        "cost_usd DOUBLE, latency_s DOUBLE, cached BOOLEAN, error VARCHAR, "
+        "created_at TIMESTAMP, PRIMARY KEY (run_id, stage, key))"
+    )
+    con.close()
+    catalog = Catalog(path)
+    catalog.start_run(run_id="r1", recipe="x", params={})
+    catalog.add_llm_calls("r1", [{"stage": "s", "key": "k1", "attempts": 3}], stage="s")
+    assert catalog.costs("r1")["sends"] == 3
