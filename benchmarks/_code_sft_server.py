@@ -11,7 +11,8 @@ tag from the request and writes a valid answer for it:
 - revision request ("failed its checks") -> the right solution;
 - judge request ("Grade two things") -> pass and pass.
 
-    python benchmarks/_code_sft_server.py --port 0 [--latency-ms 0] [--wrong-every 10]
+    python benchmarks/_code_sft_server.py --port 0 [--latency-ms 0] [--latency-jitter 0.5]
+        [--wrong-every 10]
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--latency-jitter", type=float, default=0.0, help="latency ± share")
     parser.add_argument("--wrong-every", type=int, default=10, help="0: never wrong")
     args = parser.parse_args()
-    script = Script(latency_ms=args.latency_ms)
+    script = Script(latency_ms=args.latency_ms, latency_jitter=args.latency_jitter)
     server = LLMTestServer(script, port=args.port)
     server.app.engine = CodeSFTEngine(script, args.wrong_every)
     serve_until_signalled(server)

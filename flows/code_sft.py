@@ -32,12 +32,15 @@ def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa
         problems = run.stage(PROBLEMS, seeds, p.problems)
         unique = run.global_stage(exact_dedup_stage("unique_problems"), problems.kept, p.unique)
         run.gate(unique, "code_sft.problems")
-        candidates = run.stage(SOLUTIONS, unique.kept, p.solutions)
-        run.gate(candidates, "code_sft.solutions")
-        static = run.stage(STATIC, candidates.kept, p.static)
-        executed = run.stage(EXECUTE, static.kept, p.execute)  # run, revise from the errors
-        run.gate(executed, "code_sft.executed")
-        judged = run.stage(JUDGE, executed.kept, p.judge)
+        # each shard of problems goes through these as soon as it can (gated on the way),
+        # so some shards are in the sandbox while others keep the LLM busy
+        candidates, static, executed, judged = run.chain(
+            unique.kept,
+            (SOLUTIONS, p.solutions, "code_sft.solutions"),
+            (STATIC, p.static),
+            (EXECUTE, p.execute, "code_sft.executed"),  # run, revise from the errors
+            (JUDGE, p.judge),
+        )
         unique_final = run.global_stage(exact_dedup_stage("dedup"), judged.kept, p.dedup)
         # optional, by parameter: contamination check, near-duplicate and semantic dedup
         final = curate(run, unique_final, p.curation)

@@ -31,10 +31,12 @@ def math_word_problems(params: MathParams = MathParams()) -> dict[str, Any]:  # 
         problems = run.stage(PROBLEMS, seeds, p.problems)
         unique = run.global_stage(exact_dedup_stage("unique_problems"), problems.kept, p.unique)
         run.gate(unique, "math_word_problems.problems")
-        static = run.stage(STATIC, unique.kept, p.static)
-        final = run.stage(EXECUTE, static.kept, p.execute)  # computed == stated
-        run.gate(final, "math_word_problems.executed")
+        checks = [
+            (STATIC, p.static),
+            (EXECUTE, p.execute, "math_word_problems.executed"),  # computed == stated
+        ]
         if p.judge is not None:  # optional, by parameter: is the problem well-posed?
-            final = run.stage(JUDGE, final.kept, p.judge)
+            checks.append((JUDGE, p.judge))
+        *_, final = run.chain(unique.kept, *checks)  # shard by shard, gated on the way
         run.gate(final, "math_word_problems.kept")
         return run.publish(final, to_example)

@@ -30,11 +30,13 @@ def php_translation(params: PHPTranslationParams = PHPTranslationParams()) -> di
         inputs = run.inputs(p.rows)
         python = run.stage(PYTHON_CHECK, inputs, p.python_check)
         run.gate(python, "php_translation.python")
-        translated = run.stage(TRANSLATE, python.kept, p.translate)
-        run.gate(translated, "php_translation.translated")
-        executed = run.stage(EXECUTE, translated.kept, p.execute)  # php -l, tests, revision
-        run.gate(executed, "php_translation.executed")
-        covered = run.stage(COVERAGE, executed.kept, p.coverage)
-        final = run.stage(FAITHFULNESS, covered.kept, p.faithfulness)
+        # each shard goes through these as soon as it can (gated on the way)
+        *_, final = run.chain(
+            python.kept,
+            (TRANSLATE, p.translate, "php_translation.translated"),
+            (EXECUTE, p.execute, "php_translation.executed"),  # php -l, tests, revision
+            (COVERAGE, p.coverage),
+            (FAITHFULNESS, p.faithfulness),
+        )
         run.gate(final, "php_translation.kept")
         return publish_php(run, final)

@@ -37,6 +37,12 @@ class RichReporter:
         with self._lock:
             self._ids[stage] = self._bar.add_task(stage, total=total)
 
+    def extend(self, stage: str, n: int) -> None:
+        with self._lock:
+            task = self._ids.get(stage)
+        if task is not None:
+            self._bar.update(task, total=(self._bar.tasks[task].total or 0) + n)
+
     def advance(self, stage: str, n: int = 1) -> None:
         with self._lock:
             task = self._ids.get(stage)
@@ -62,6 +68,10 @@ class LineReporter:
         with self._lock:
             self._done[stage], self._total[stage] = 0, total
         err.print(f"[{stage}] started: {total} to do", highlight=False, markup=False)
+
+    def extend(self, stage: str, n: int) -> None:
+        with self._lock:
+            self._total[stage] = self._total.get(stage, 0) + n
 
     def advance(self, stage: str, n: int = 1) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ log = logging.getLogger("winnow")
 
 class Reporter(Protocol):
     def start(self, stage: str, total: int) -> None: ...
+    def extend(self, stage: str, n: int) -> None: ...
     def advance(self, stage: str, n: int = 1) -> None: ...
     def finish(self, stage: str) -> None: ...
 
@@ -35,6 +36,11 @@ class LogReporter:
             self._done[stage] = 0
             self._total[stage] = total
         log.info("stage %s: %d to do", stage, total)
+
+    def extend(self, stage: str, n: int) -> None:
+        """``n`` more to do (a chained stage learns its work as the one before keeps)."""
+        with self._lock:
+            self._total[stage] = self._total.get(stage, 0) + n
 
     def advance(self, stage: str, n: int = 1) -> None:
         with self._lock:
@@ -56,3 +62,11 @@ def install(reporter: Reporter) -> Reporter:
 
 def current() -> Reporter:
     return _reporter
+
+
+def extend(stage: str, n: int) -> None:
+    """Tell the current reporter that ``stage`` has ``n`` more to do (reporters written
+    before chained stages have no ``extend``: they are told nothing)."""
+    more = getattr(current(), "extend", None)
+    if more is not None:
+        more(stage, n)

@@ -206,11 +206,15 @@ class CapacityProbe:
         span = (self.last_sent - (self.first_sent or self.last_sent)) * self.sends
         return max(1e-3, span / max(1, self.sends - 1))
 
+    def refused_share(self) -> float:
+        """The share of this window's sends refused so far (a floor: successes come later)."""
+        return self.refused_now / max(1, self.sent_now)
+
     def swamped(self, limit: float) -> bool:
         """Half or more of the window's sends (a quarter of a window at least) were
         refused already: too many to wait for the window's end (the background share of
         random 429s excepted)."""
-        floor = self.refused_now / max(1, self.sent_now)
+        floor = self.refused_share()
         enough = self.sent_now >= max(8, limit / 4)
         return enough and floor >= max(0.5, self.background + 0.3)
 
@@ -441,10 +445,15 @@ class EndpointLimiter:
             if self.probe.swamped(self.limit) and ticket.sent_at >= self.last_decrease:
                 # Most sends refused: every queued request would be refused once before
                 # the window can judge. Cut now, once per round trip, to what the server
-                # holds: the requests still in flight (the refused ones left at once).
+                # holds: no more than the requests still in flight (the refused ones
+                # left at once) and, in a first burst (no capacity known yet, retries
+                # keep the slots full), halved at least.
                 self.last_decrease = now
                 self.decreases += 1
-                self._set_limit(min(self.limit * 0.9, self.in_flight - 1))
+                cut = min(self.limit * 0.9, self.in_flight - 1)
+                if self.probe.capacity is None:
+                    cut = min(cut, self.limit * 0.5)
+                self._set_limit(cut)
                 self.probe.cut(self.limit, self.latency_ewma)
                 return
             self._window()

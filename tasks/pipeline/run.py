@@ -31,14 +31,22 @@ from pydantic import BaseModel
 
 from tasks.core.killpoints import kill_point
 from tasks.core.paths import Location
-from tasks.gates import gx, memo, sharded
+from tasks.gates import gx, memo, validation
 from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.gates.worker import worker as gate_worker
 from tasks.pipeline import artifacts
 from tasks.pipeline.executors import make_task_runner, shared_api
 from tasks.pipeline.params import ProviderParams, runtime_of
 from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
-from tasks.pipeline.runner import InputShards, OnShard, iter_input_shards, run_global, run_stage
+from tasks.pipeline.runner import (
+    InputShards,
+    Link,
+    OnShard,
+    iter_input_shards,
+    run_chain,
+    run_global,
+    run_stage,
+)
 from tasks.pipeline.stage import GlobalStage, RunInfo, ShardOutput, ShardRef, Stage, StageOutput
 from tasks.store import fsio
 from tasks.store.catalog import Catalog
@@ -63,6 +71,7 @@ class FunnelRow(BaseModel):
     n_out: int
     n_rejected: int
     reused: bool = False
+    seconds: float = 0.0  # wall time of the stage
 
 
 class Run:
@@ -130,6 +139,7 @@ class Run:
         shard's rejections and LLM calls reach the catalog as the shard completes.
         ``on_shard(index, output)`` is called too, in this thread, as each one does."""
         runner = self._started_runner()
+        started = datetime.now(UTC)
 
         def done(index: int, shard: ShardOutput) -> None:
             self._record_shard(stage.name, shard)
@@ -138,13 +148,48 @@ class Run:
 
         with shared_api() if runner is not None else nullcontext():
             output = run_stage(stage, shards, config, self.info, runner, self.location, done)
-        return self._record(output, shards_recorded=True)
+        return self._record(output, started, shards_recorded=True)
+
+    def chain(
+        self, shards: Iterable[ShardRef], *links: tuple[Stage, Any] | tuple[Stage, Any, str]
+    ) -> list[StageOutput]:
+        """Stages that shards go through one after another without waiting for each other:
+        ``links`` are ``(stage, config)`` or ``(stage, config, "suite")``. A shard moves on
+        as soon as it is through a stage, so while some shards are in the sandbox others
+        keep the LLM busy. A suite's row-wise expectations are checked on each shard's
+        kept rows before the next stage takes them (a failure stops the run there); the
+        whole suite is then run on the stage's output, as ``gate`` does. Returns each
+        stage's output, in order, each recorded in the funnel like any stage's."""
+        chain = [
+            Link(
+                stage=link[0],
+                config=link[1],
+                check=load_suite(link[2]) if len(link) > 2 else None,  # type: ignore[misc]
+            )
+            for link in links
+        ]
+        runner = self._started_runner()
+        started = datetime.now(UTC)
+
+        def done(index: int, outputs: list[ShardOutput]) -> None:
+            for link, shard in zip(chain, outputs, strict=True):
+                self._record_shard(link.stage.name, shard)
+
+        with shared_api() if runner is not None else nullcontext():
+            outputs = run_chain(chain, shards, self.info, runner, self.location, done)
+        for link, output in zip(chain, outputs, strict=True):
+            self._record(output, started, shards_recorded=True)
+            if link.check is not None:
+                self.gate(output, link.check)
+        return outputs
 
     def global_stage(self, stage: GlobalStage, shards: list[ShardRef], config: Any) -> StageOutput:
         """Run a whole-dataset step (dedup, balance) and record it like any stage."""
+        started = datetime.now(UTC)
         with self.location.active():
-            output = run_global(stage, shards, config, self.info)
-        return self._record(output)
+            # in shards of the run's size, so that the stages after it run in parallel
+            output = run_global(stage, shards, config, self.info, self.shard_size)
+        return self._record(output, started)
 
     def gate(self, output: StageOutput, suite: str | SuiteSpec) -> gx.GateResult:
         """Validate a stage's kept rows with a GX suite (a name in ``expectations/``, or a
@@ -155,9 +200,7 @@ class Run:
         key = memo.gate_key(spec, [s.fingerprint for s in output.kept])
         result = memo.recall(key)  # the same suite on the same rows: the same verdict
         if result is None:
-            result = gate_worker().validate(output.kept, spec)
-            if result is None:  # no worker, or shards it cannot see
-                result = sharded.validate_shards(output.kept, spec)
+            result = validation.validate(output.kept, spec)
             memo.remember(key, result)
         self.gates.append(result)
         self.catalog.add_validation(self.run_id, output.stage, result)
@@ -223,13 +266,17 @@ class Run:
         for chunk in _chunks(self._calls(one)):
             self.catalog.add_llm_calls(self.run_id, chunk)
 
-    def _record(self, output: StageOutput, shards_recorded: bool = False) -> StageOutput:
+    def _record(
+        self, output: StageOutput, started: datetime, shards_recorded: bool = False
+    ) -> StageOutput:
+        finished = datetime.now(UTC)
         row = FunnelRow(
             stage=output.stage,
             n_in=output.n_in,
             n_out=output.n_kept,
             n_rejected=output.n_rejected,
             reused=output.reused,
+            seconds=round((finished - started).total_seconds(), 3),
         )
         self.outputs.append(output)
         self.funnel.append(row)
@@ -240,6 +287,8 @@ class Run:
             n_out=row.n_out,
             n_rejected=row.n_rejected,
             shards=output.kept,
+            started_at=started,
+            finished_at=finished,
         )
         if not shards_recorded:
             for shard in output.shards:

@@ -24,6 +24,8 @@ from tasks.core import progress
 from tasks.core.killpoints import kill_point
 from tasks.core.paths import Location, shard_root
 from tasks.core.records import canonical_json
+from tasks.gates.suites import SuiteSpec
+from tasks.gates.validation import check_rows
 from tasks.pipeline.stage import (
     GlobalStage,
     RunInfo,
@@ -179,15 +181,17 @@ def run_shard(
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a failed shard, unless its LLM endpoint is known to be down: the client
-    already waited ``max_outage_s`` for it, so the run stops now with that error."""
+    """Retry a failed shard, unless its LLM endpoint is known to be down (the client
+    already waited ``max_outage_s`` for it) or its rows failed a gate (they would fail
+    again): the run stops now with that error."""
+    from tasks.gates.gx import GateFailed
     from tasks.llm.base import EndpointDown
 
     try:
         exc = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - no result to look at: retry as usual
         return True
-    return not isinstance(exc, EndpointDown)
+    return not isinstance(exc, EndpointDown | GateFailed)
 
 
 def _shard_task():
@@ -337,6 +341,167 @@ def _run_on(
         output = future.result()
         reporter.advance(stage.name, shards[i].rows)
         yield i, output
+
+
+# --- chained stages ------------------------------------------------------------------------
+
+
+class Link(BaseModel):
+    """One stage of a chain, its config, and the suite (if any) whose row-wise part a
+    shard's kept rows must pass before the next stage takes them."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    stage: Stage
+    config: Any
+    check: SuiteSpec | None = None
+
+
+def run_chain_shard(
+    links: list[Link], shard: ShardRef, run: RunInfo, report: bool = True
+) -> list[ShardOutput]:
+    """One shard through every stage of a chain, one after another: each stage's output
+    is cached and resumed on its own, like any shard's."""
+    outputs: list[ShardOutput] = []
+    current = shard
+    for k, link in enumerate(links):
+        output = run_shard(link.stage, current, link.config, run, report)
+        if link.check is not None and output.kept.rows:
+            check_rows([output.kept], link.check)  # a failure stops the run here
+        if report and k + 1 < len(links):
+            progress.extend(links[k + 1].stage.name, output.kept.rows)
+        outputs.append(output)
+        current = output.kept
+    return outputs
+
+
+def _chain_task():
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    @task(
+        name="chain-shard",
+        retries=2,
+        retry_delay_seconds=[2, 10],
+        retry_condition_fn=_worth_retrying,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        log_prints=False,
+    )
+    def chain_shard(
+        links: list[Link],
+        shard: ShardRef,
+        run: RunInfo,
+        location: Location | None = None,
+        report: bool = True,
+    ) -> list[ShardOutput]:
+        if location is None:
+            return run_chain_shard(links, shard, run, report)
+        with location.active():
+            return run_chain_shard(links, shard, run, report)
+
+    return chain_shard
+
+
+_CHAIN_TASK = None
+
+
+def chain_task() -> Any:
+    global _CHAIN_TASK
+    if _CHAIN_TASK is None:
+        _CHAIN_TASK = _chain_task()
+    return _CHAIN_TASK
+
+
+OnChain = Callable[[int, list[ShardOutput]], None]
+
+
+def run_chain(
+    links: list[Link],
+    shards: Iterable[ShardRef],
+    run: RunInfo,
+    task_runner: Any = None,
+    location: Location | None = None,
+    on_shard: OnChain | None = None,
+) -> list[StageOutput]:
+    """Stages chained shard by shard: a shard moves to the next stage as soon as it is
+    through one, so the LLM server is kept busy by later shards while earlier ones run
+    in the sandbox, and no stage waits for its slowest shard before the next begins.
+    Returns one output per stage, shards in input order. ``on_shard(index, outputs)``
+    is called in this thread as each shard finishes the whole chain."""
+    from prefect.context import FlowRunContext
+
+    location = location or Location.here()
+    reporter = progress.current()
+    known = getattr(shards, "rows", None)
+    if known is None:
+        shards = list(shards)
+        known = sum(s.rows for s in shards)
+    for k, link in enumerate(links):
+        reporter.start(link.stage.name, known if k == 0 else 0)
+    done = on_shard or (lambda _i, _o: None)
+    per_shard: list[list[ShardOutput]] = []
+
+    def collect(outputs: list[ShardOutput]) -> None:
+        done(len(per_shard), outputs)
+        per_shard.append(outputs)
+
+    name = f"{links[0].stage.name}-{links[-1].stage.name}"
+    try:
+        if FlowRunContext.get() is None:
+            with location.active():
+                for s in shards:
+                    collect(run_chain_shard(links, s, run))
+        elif task_runner is None:
+            # More shards in flight than one stage would hold: some wait on the LLM
+            # while others are in the sandbox.
+            window: deque[Future] = deque()
+            for i, s in enumerate(shards):
+                if len(window) >= 2 * shards_in_flight():
+                    collect(window.popleft().result())
+                task = chain_task().with_options(task_run_name=f"{name}[{i}]")
+                window.append(task.submit(links, s, run, location))
+            for future in window:
+                collect(future.result())
+        else:
+            per_shard = _chain_on(task_runner, links, list(shards), run, location, done)
+    finally:
+        for link in links:
+            reporter.finish(link.stage.name)
+    return [
+        StageOutput(stage=link.stage.name, shards=[outputs[k] for outputs in per_shard])
+        for k, link in enumerate(links)
+    ]
+
+
+def _chain_on(
+    task_runner: Any,
+    links: list[Link],
+    shards: list[ShardRef],
+    run: RunInfo,
+    location: Location,
+    done: OnChain,
+) -> list[list[ShardOutput]]:
+    from prefect.futures import as_completed
+
+    reporter = progress.current()
+    index = {}
+    for i, s in enumerate(shards):
+        task = chain_task().with_options(task_run_name=f"chain[{i}]")
+        parameters = {"links": links, "shard": s, "run": run, "location": location,
+                      "report": False}  # fmt: skip
+        index[task_runner.submit(task, parameters=parameters)] = i
+    placed: dict[int, list[ShardOutput]] = {}
+    for future in as_completed(list(index)):
+        i = index[future]
+        outputs = future.result()
+        for k, (link, output) in enumerate(zip(links, outputs, strict=True)):
+            if k:
+                progress.extend(link.stage.name, output.input.rows)
+            reporter.advance(link.stage.name, output.input.rows)
+        done(i, outputs)
+        placed[i] = outputs
+    return [placed[i] for i in sorted(placed)]
 
 
 # --- whole-dataset steps ------------------------------------------------------------------

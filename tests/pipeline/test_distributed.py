@@ -45,7 +45,7 @@ def published(out: Path) -> dict[str, Any]:
         "rejected": {
             (r["stage"], r["id"]): comparable(r) for r in read_jsonl(out / "rejected.jsonl")
         },
-        "stages": funnel["stages"],
+        "stages": [{k: v for k, v in s.items() if k != "seconds"} for s in funnel["stages"]],
         "kept": funnel["kept"],
         "llm_calls": funnel["llm_calls"],
     }

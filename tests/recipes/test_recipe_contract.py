@@ -34,7 +34,8 @@ SUITE_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
 def gate_suites(module_name: str) -> list[str]:
-    """Suite names passed as literals to any ``...gate(...)`` call in the flow module."""
+    """Suite names passed as literals to any ``...gate(...)`` call in the flow module, or
+    in the ``(stage, config, "suite")`` links of a ``run.chain(...)``."""
     source = inspect.getsource(importlib.import_module(module_name))
     names = []
     for node in ast.walk(ast.parse(source)):
@@ -42,10 +43,11 @@ def gate_suites(module_name: str) -> list[str]:
             continue
         func = node.func
         called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if called.endswith("gate"):
+        if called.endswith("gate") or called == "chain":
+            args = [e for a in node.args for e in (a.elts if isinstance(a, ast.Tuple) else [a])]
             names += [
                 a.value
-                for a in node.args
+                for a in args
                 if isinstance(a, ast.Constant)
                 and isinstance(a.value, str)
                 and SUITE_NAME.match(a.value)
