@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
+import threading
 
 import typer
 
@@ -52,11 +54,36 @@ server.register(app)
 
 
 _exit_code: int | None = None
+INTERRUPT_GRACE_S = 10.0
+_interrupted = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: stop as Python does (KeyboardInterrupt, so Prefect marks the run crashed
+    and clients close), but never hang doing it: leave after a grace period whatever is
+    still waiting (Prefect retrying a server that the same Ctrl-C stopped, say), and at
+    once on a second Ctrl-C. Nothing is lost by leaving: every answer is journaled, and
+    the run's janitor stops what the run started."""
+    global _interrupted
+    if _interrupted:
+        os._exit(130)
+    _interrupted = True
+    print(
+        "\ninterrupted: stopping. Every answer so far is journaled: run the same command "
+        "again to resume. Ctrl-C again to leave at once.",
+        file=sys.stderr,
+    )
+    timer = threading.Timer(INTERRUPT_GRACE_S, os._exit, args=(130,))
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     """The ``winnow`` command: the app, then a quick exit (see :func:`_leave_now`)."""
     global _exit_code
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         app()
     except SystemExit as exc:

@@ -27,3 +27,14 @@ def die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died between fork and prctl
         os._exit(1)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True

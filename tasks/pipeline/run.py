@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.core.janitor import ensure_janitor
 from tasks.core.killpoints import kill_point
 from tasks.core.paths import Location
 from tasks.gates import gx, memo, validation
@@ -96,6 +97,7 @@ class Run:
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
         self.started = time.monotonic()
+        ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
         provider, model = _generator_of(params)
         self.catalog.start_run(

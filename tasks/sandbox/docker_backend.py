@@ -23,11 +23,15 @@ import time
 from pathlib import PurePosixPath
 from typing import Any
 
+from tasks.core.janitor import watch_docker
+from tasks.core.processes import pid_exists
 from tasks.sandbox.base import Limits, SandboxUnavailable, Verdict
 from tasks.sandbox.image import IMAGE, ensure_image
 from tasks.sandbox.outcome import Capture, decide
 
 WORK = "/work"
+OWNER_PID = "winnow.pid"
+OWNER_HOST = "winnow.host"
 INSTALL_HINT = (
     "install Docker (apt-get install -y docker.io) and start the engine, "
     "or set DOCKER_HOST to a running one"
@@ -65,6 +69,7 @@ def connect(base_url: str | None = None, timeout: float = 5.0) -> Any:
         ) from exc
     # Runs wait on their own deadline; API calls themselves may be slow under load.
     client.api.timeout = 120
+    client.winnow_address = address  # for the run's janitor
     return client
 
 
@@ -107,8 +112,16 @@ class DockerSandbox:
     def __init__(self, client: Any | None = None, image: str = IMAGE, build: bool = True) -> None:
         self.client = client or connect()
         self.image = image
+        self.address = getattr(self.client, "winnow_address", None) or engine_address()
+        reap_orphans(self.client)
         if build:
             ensure_image(self.client, image)
+
+    def _labels(self) -> dict[str, str]:
+        """Who owns a container: the run's janitor removes it when the run ends, however
+        it ends; a later start removes it if its process is gone (:func:`reap_orphans`)."""
+        labels = watch_docker(self.address) if self.address else {}
+        return {**labels, OWNER_PID: str(os.getpid()), OWNER_HOST: socket.gethostname()}
 
     def run(
         self, files: dict[str, str], command: list[str], limits: Limits | None = None
@@ -162,6 +175,7 @@ class DockerSandbox:
             # No working_dir: with it dockerd 20.10 re-creates /work as 0755 root, over the
             # tmpfs mode, and nobody could write there. The boot script cd's instead.
             network_disabled=True,
+            labels=self._labels(),
             environment={
                 "PATH": "/usr/bin:/bin",
                 "HOME": WORK,
@@ -275,6 +289,27 @@ def _kill(container: Any) -> None:
         container.kill()
     except Exception:  # it may have exited between the check and the kill
         pass
+
+
+def reap_orphans(client: Any) -> int:
+    """Remove sandbox containers whose process (on this host) is gone: a run killed
+    together with its janitor (a machine or container restart) leaves them. How many."""
+    host, removed = socket.gethostname(), 0
+    try:
+        found = client.containers.list(all=True, filters={"label": OWNER_PID})
+    except Exception:  # an engine that cannot list: nothing to reap here
+        return 0
+    for container in found:
+        labels = container.labels or {}
+        pid = labels.get(OWNER_PID, "")
+        if labels.get(OWNER_HOST) != host or not pid.isdigit() or pid_exists(int(pid)):
+            continue
+        try:
+            container.remove(force=True)
+            removed += 1
+        except Exception:  # removed by someone else meanwhile
+            pass
+    return removed
 
 
 def probe(base_url: str | None = None) -> str | None:

@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasks.core.killpoints import kill_point
+from tasks.core.processes import pid_exists
 from tasks.core.records import json_default
 from tasks.store.shards import write_shard_stream
 
@@ -237,16 +238,6 @@ def _swap_in(new: Path, target: Path, aside: Path) -> None:
         os.rename(new, target)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover(out_dir: str | os.PathLike[str]) -> None:
     """Undo what a crashed ``publish`` left next to ``out_dir``.
 
@@ -264,7 +255,7 @@ def recover(out_dir: str | os.PathLike[str]) -> None:
         shutil.rmtree(path, ignore_errors=True)
     for tmp in parent.glob(f".{target.name}{_TMP_TAG}*"):
         pid_text = tmp.name.rsplit(_TMP_TAG, 1)[1].split("-", 1)[0]
-        if pid_text.isdigit() and _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and pid_exists(int(pid_text)):
             continue  # a publish in progress, maybe in another thread or process
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

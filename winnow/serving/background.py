@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from tasks.core.janitor import ensure_janitor, unmarked_env
+from tasks.core.processes import pid_exists
 from winnow.serving.server import ServerError, free_port, wait_healthy
 
 MODE_ENV = "WINNOW_PREFECT_SERVER"
@@ -57,18 +59,8 @@ def read_state() -> ServerState | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def healthy(state: ServerState, timeout_s: float = 2.0) -> bool:
-    if not _alive(state.pid):
+    if not pid_exists(state.pid):
         return False
     try:
         return httpx.get(f"{state.api_url}/health", timeout=timeout_s).status_code == 200
@@ -94,7 +86,8 @@ def start(timeout_s: float = START_TIMEOUT_S) -> ServerState:
             return state
         port = free_port()
         log = home / "winnow-server.log"
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        # unmarked: the run's janitor must not stop the server every command shares
+        env = {k: v for k, v in unmarked_env().items() if k != "PREFECT_API_URL"}
         env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
         env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
         with log.open("ab") as out:
@@ -136,13 +129,13 @@ def _stop_pid(pid: int, timeout_s: float = 20.0) -> None:
         except (ProcessLookupError, PermissionError):
             return
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and pid_exists(pid):
             time.sleep(0.1)
             try:
                 os.waitpid(pid, os.WNOHANG)  # our own child: reap it
             except ChildProcessError:
                 pass
-        if not _alive(pid):
+        if not pid_exists(pid):
             return
 
 
@@ -167,6 +160,7 @@ def prepare_run() -> None:
     own process while the run starts) and Prefect's API is the shared server."""
     from tasks.gates.worker import worker
 
+    ensure_janitor()  # first: whatever the run starts (a temporary server too) goes with it
     worker().start()
     try:
         use_background_server()
