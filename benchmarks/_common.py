@@ -50,6 +50,10 @@ def driver_args() -> Any:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=64)
+    # for a driver with its own retry budget (curator): its retries, and whether a row
+    # that still fails is counted as lost (instead of failing the whole run)
+    parser.add_argument("--max-retries", type=int, default=3)
+    parser.add_argument("--keep-going", action="store_true")
     return parser.parse_args()
 
 

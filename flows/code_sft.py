@@ -1,5 +1,5 @@
 """Code SFT: problems → N solutions with tests → static checks → execution with revision
-→ judge → dedup → publish. Llama 3's recipe for code data verified by execution."""
+→ coherence → judge → dedup → publish. Llama 3's recipe for code data verified by execution."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tasks.curation.optional import curate
 from tasks.execution.revise import EXECUTE
 from tasks.pipeline.run import Run
 from tasks.recipes.code_sft.recipe import CodeSFTParams, plan, publish_code_sft
-from tasks.recipes.code_sft.stages import JUDGE, PROBLEMS, SOLUTIONS, STATIC
+from tasks.recipes.code_sft.stages import COHERENT, JUDGE, PROBLEMS, SOLUTIONS, STATIC
 
 RECIPE = Recipe(
     name="code-sft",
@@ -34,11 +34,12 @@ def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa
         run.gate(unique, "code_sft.problems")
         # each shard of problems goes through these as soon as it can (gated on the way),
         # so some shards are in the sandbox while others keep the LLM busy
-        candidates, static, executed, judged = run.chain(
+        candidates, static, executed, coherent, judged = run.chain(
             unique.kept,
             (SOLUTIONS, p.solutions, "code_sft.solutions"),
             (STATIC, p.static),
             (EXECUTE, p.execute, "code_sft.executed"),  # run, revise from the errors
+            (COHERENT, None),  # request, code, tests and prose agree
             (JUDGE, p.judge),
         )
         unique_final = run.global_stage(exact_dedup_stage("dedup"), judged.kept, p.dedup)

@@ -50,7 +50,9 @@ def main() -> None:
             # far above what the server can do, so only the concurrency cap binds
             "max_requests_per_minute": 1_000_000,
             "max_tokens_per_minute": 1_000_000_000,
-            "max_retries": 3,
+            "max_retries": args.max_retries,
+            # count a row that failed after its retries as lost instead of raising
+            "require_all_responses": not args.keep_going,
         },
     )
     rows = [{"prompt": bench_prompt(i)} for i in range(args.requests)]

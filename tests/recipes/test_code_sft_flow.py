@@ -107,6 +107,9 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
     example = next(iter(kept.values()))
     assert example["messages"][0]["role"] == "user"
     assert example["messages"][1]["content"].startswith("```python\ndef f_")
+    # the tests it passed are part of the answer, not only of the metadata
+    tests = example["metadata"]["tests"].rstrip()
+    assert f"Tests:\n\n```python\n{tests}\n```" in example["messages"][1]["content"]
     assert example["metadata"]["judge"]["score"] == 2
 
     rejected = read_jsonl(out / "rejected.jsonl")
@@ -133,6 +136,7 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
         "solutions": (6, 5, 1),
         "static": (5, 5, 0),
         "execute": (5, 3, 2),
+        "coherent": (3, 3, 0),
         "judge": (3, 2, 1),
         "dedup": (2, 2, 0),
     }
@@ -160,6 +164,7 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
         "solutions": True,
         "static": True,
         "execute": True,
+        "coherent": True,
         "judge": False,
         "dedup": False,
     }

@@ -32,7 +32,8 @@ def test_code_sft_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None
     out = Path(params.out)
     funnel = json.loads((out / "funnel.json").read_text())
     assert [s["stage"] for s in funnel["stages"]] == [
-        "problems", "unique_problems", "solutions", "static", "execute", "judge", "dedup",
+        "problems", "unique_problems", "solutions", "static", "execute", "coherent", "judge",
+        "dedup",
     ]  # fmt: skip
     for stage in funnel["stages"]:
         assert stage["n_in"] == stage["n_out"] + stage["n_rejected"], stage
@@ -47,6 +48,9 @@ def test_code_sft_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None
         user, assistant = row["messages"]
         assert user["role"] == "user" and assistant["role"] == "assistant"
         solution = code_blocks(assistant["content"])[0]
+        # the dialog agrees with itself: the tests it ran are in the answer
+        assert row["metadata"]["tests"].strip() in assistant["content"]
+        assert "check function" not in user["content"].lower()
         cases.append(Case(id=row["id"], solution=solution, tests=row["metadata"]["tests"]))
         assert row["metadata"]["provenance"]["provider"] == "local"
         assert row["metadata"]["judge"]["score"] == 2

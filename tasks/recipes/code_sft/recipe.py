@@ -105,8 +105,11 @@ def plan(params: CodeSFTParams) -> Plan:
 
 def to_example(row: dict[str, Any]) -> dict[str, Any]:
     """A kept candidate as a chat example: user asks the problem, assistant answers with
-    the solution (its reasoning in comments) and any explanation it wrote."""
+    the solution (its reasoning in comments), the tests it ran against, and any
+    explanation it wrote (checked to agree with them by the coherence stage)."""
     answer = f"```python\n{row['solution'].rstrip()}\n```"
+    if row.get("tests", "").strip():
+        answer = f"{answer}\n\nTests:\n\n```python\n{row['tests'].rstrip()}\n```"
     if row.get("explanation"):
         answer = f"{answer}\n\n{row['explanation']}"
     return {

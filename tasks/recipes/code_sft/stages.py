@@ -13,6 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tasks.core.records import record_id
+from tasks.curation.coherence import (
+    drop_test_requests,
+    python_dialog_problems,
+    strip_dangling_comments,
+)
 from tasks.execution.extract import ExtractError, split_solution_and_tests
 from tasks.pipeline.llm_stage import Answer, Ask, LLMConfig, Rejected, judge_stage, llm_stage
 from tasks.pipeline.stage import Stage, StageContext, StageResult
@@ -27,7 +32,9 @@ class ProblemAnswer(BaseModel):
 
 
 def parse_problem(seed: dict[str, Any], answer: Answer, config: LLMConfig) -> dict[str, Any]:
-    problem = answer.value["problem"].strip()  # type: ignore[index]
+    # The recipe writes the tests itself (the solution's asserts, run in the sandbox): a
+    # request for a check function or test cases would ask for what the answer lacks.
+    problem = drop_test_requests(answer.value["problem"].strip())  # type: ignore[index]
     return {
         "id": record_id("p", problem),
         "seed_id": seed["id"],
@@ -122,6 +129,27 @@ def static_batch(
     return out
 
 
+# --- 5. coherence ---------------------------------------------------------------------------
+
+
+def coherent_batch(rows: list[dict[str, Any]], config: None, ctx: StageContext) -> StageResult:
+    """The example as it will be published must agree with itself: the code loses a tail
+    of comments announcing tests that are not there, and a dialog whose request, code,
+    tests and explanation disagree is rejected with the reasons
+    (:mod:`tasks.curation.coherence`)."""
+    out = StageResult()
+    for row in rows:
+        record = dict(row, solution=strip_dangling_comments(row["solution"]))
+        problems = python_dialog_problems(
+            record["problem"], record["solution"], record["tests"], record.get("explanation", "")
+        )
+        if problems:
+            out.reject(record, ctx.stage, "incoherent: " + "; ".join(problems))
+        else:
+            out.kept.append(record)
+    return out
+
+
 # --- 6. judge ------------------------------------------------------------------------------
 
 
@@ -162,4 +190,5 @@ def parse_judgement(
 PROBLEMS = llm_stage("problems", parse_problem, schema=ProblemAnswer)
 SOLUTIONS = llm_stage("solutions", parse_solution, asks=solution_asks)
 STATIC = Stage("static", static_batch)
+COHERENT = Stage("coherent", coherent_batch)
 JUDGE = judge_stage("judge", parse_judgement, schema=JudgeAnswer)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tasks.curation.coherence import drop_test_requests
 from tasks.execution.params import SandboxParams
 from tasks.execution.revise import ExecuteConfig
 from tasks.gates.gx import check_suites
@@ -116,8 +117,10 @@ _PYTHON_WORD = re.compile(r"\bPython\b")
 
 def php_problem(problem: str) -> str:
     """The user turn: the problem asked in PHP (the word Python, where the problem names
-    the language, becomes PHP)."""
-    return f"{_PYTHON_WORD.sub('PHP', problem).rstrip()}\n\nWrite the solution in PHP."
+    the language, becomes PHP). The answer is the PHP solution alone (its tests go to
+    the metadata), so a sentence asking for tests or a check function is left out."""
+    asked = drop_test_requests(_PYTHON_WORD.sub("PHP", problem))
+    return f"{asked.rstrip()}\n\nWrite the solution in PHP."
 
 
 def to_example(row: dict[str, Any]) -> dict[str, Any]:

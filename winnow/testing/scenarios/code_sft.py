@@ -65,6 +65,7 @@ SCENARIO = Scenario(
         "solutions": (3, 3, 0),
         "static": (3, 3, 0),
         "execute": (3, 2, 1),  # beta fails its tests
+        "coherent": (2, 2, 0),
         "judge": (2, 1, 1),  # gamma fails on style
         "dedup": (1, 1, 0),
     },

@@ -1,0 +1,102 @@
+"""The coherence check on crafted dialogs: the incoherent example the demo once kept, and
+coherent ones that must pass."""
+
+from __future__ import annotations
+
+from tasks.curation.coherence import python_dialog_problems, strip_dangling_comments
+from tasks.pipeline.stage import RunInfo, StageContext
+from tasks.recipes.code_sft.recipe import to_example
+from tasks.recipes.code_sft.stages import coherent_batch
+
+SOLUTION = '''def reverse_string(s: str) -> str:
+    """The characters of s in reverse order."""
+    return s[::-1]
+'''
+TESTS = "assert reverse_string('abc') == 'cba'\nassert reverse_string('') == ''\n"
+ASKS_TESTS = (
+    "Write a function `reverse_string(s: str) -> str` that reverses a string. "
+    "Include a check function with test cases to validate your solution."
+)
+
+
+def test_the_example_the_demo_kept_is_caught() -> None:
+    """Tests moved out of the answer, a dangling comment, prose about a check function."""
+    code = SOLUTION + "\n# Check function with provided data points\n"
+    prose = (
+        "The check function tests various cases to ensure the function works correctly, "
+        "including edge cases like an empty string."
+    )
+    problems = python_dialog_problems(ASKS_TESTS, strip_dangling_comments(code), "", prose)
+    assert "the request asks for tests and the answer has none" in problems
+    assert "the explanation speaks of tests the answer does not contain" in problems
+    assert "the explanation describes a check function the answer does not have" in problems
+
+
+def test_a_dangling_comment_is_cut_and_real_code_kept() -> None:
+    code = SOLUTION + "\n\n# Test cases\n# (see below)\n"
+    assert strip_dangling_comments(code) == SOLUTION
+    plain_tail = SOLUTION + "\n# end of module\n"
+    assert strip_dangling_comments(plain_tail) == plain_tail  # announces nothing
+
+
+def test_names_the_prose_or_request_invent_are_caught() -> None:
+    problems = python_dialog_problems(
+        "Write `rle(s)` that run-length encodes s.",
+        SOLUTION,
+        TESTS,
+        "It calls `helper` on each run.",
+    )
+    assert "the request asks for `rle`, which the code does not define" in problems
+    assert "the explanation names `helper`, which is not in the code" in problems
+
+
+def test_a_coherent_dialog_passes() -> None:
+    prose = "Slicing with a step of -1 walks `s` backwards; the tests cover `''` too."
+    assert python_dialog_problems(ASKS_TESTS, SOLUTION, TESTS, prose) == []
+    check = TESTS.replace("assert", "    assert")
+    with_check = f"def check() -> None:\n{check}\n\ncheck()\n"
+    prose = "The check function `check` runs the test cases, `len` of '' is 0."
+    assert python_dialog_problems(ASKS_TESTS, SOLUTION, with_check, prose) == []
+
+
+def test_the_code_sft_stage_rejects_with_reasons_and_publishes_the_tests() -> None:
+    ctx = StageContext(stage="coherent", run=RunInfo(run_id="r", recipe="code-sft"))
+    good = {"id": "a", "problem_id": "p", "problem": ASKS_TESTS, "solution": SOLUTION,
+            "tests": TESTS, "explanation": ""}  # fmt: skip
+    bad = dict(good, id="b", solution=SOLUTION + "# Example usage\n", tests="",
+               explanation="The tests show it works.")  # fmt: skip
+    out = coherent_batch([good, bad], None, ctx)
+    assert [r["id"] for r in out.kept] == ["a"]
+    (rejected,) = out.rejected
+    assert rejected["stage"] == "coherent"
+    assert rejected["reason"].startswith("incoherent: the request asks for tests")
+    answer = to_example(out.kept[0])["messages"][1]["content"]
+    assert "```python\n" + SOLUTION.rstrip() + "\n```" in answer
+    assert "Tests:\n\n```python\n" + TESTS.rstrip() + "\n```" in answer
+
+
+def test_a_request_for_a_check_function_is_dropped_from_a_generated_problem() -> None:
+    from tasks.curation.coherence import drop_test_requests
+
+    assert drop_test_requests(ASKS_TESTS) == (
+        "Write a function `reverse_string(s: str) -> str` that reverses a string."
+    )
+    plain = "Write `f(x)` that doubles x. Return 0 for None."
+    assert drop_test_requests(plain) == plain
+
+
+def test_the_php_request_does_not_ask_for_tests_its_answer_leaves_out() -> None:
+    from tasks.recipes.php_translation.recipe import php_problem
+
+    asked = php_problem(ASKS_TESTS.replace("a string", "a Python string"))
+    assert "check function" not in asked and "test cases" not in asked
+    assert asked.endswith("Write the solution in PHP.") and "PHP string" in asked
+
+
+def test_builtins_library_names_and_names_to_avoid_are_not_held_against_it() -> None:
+    request = (
+        "Write `reverse_string(s)` without using `reversed()` or `str.join()`; "
+        "compare with `other_impl(s)`."
+    )
+    prose = "Unlike `reversed`, slicing copies; `str.join` is not needed; returns a `str`."
+    assert python_dialog_problems(request, SOLUTION, TESTS, prose) == []
