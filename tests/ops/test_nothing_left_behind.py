@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -94,18 +93,25 @@ def run_token(pids: list[int]) -> str | None:
     return None
 
 
-def assert_nothing_left(mark: str, token: str | None, timeout: float = 20) -> None:
+def janitor_temp_dir(token: str) -> Path:
+    """The run's temporary directory, as its janitor was told (its command line: the
+    token, the directory, the run's pid)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            args = _cmdline(int(entry.name)).split()
+            if len(args) >= 5 and args[1].endswith("janitor.py") and args[2] == token:
+                return Path(args[3])
+    raise AssertionError(f"no janitor runs for token {token}")
+
+
+def assert_nothing_left(mark: str, temp_dir: Path | None, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while (left := marked_processes(mark, MARK)) and time.monotonic() < deadline:
         time.sleep(0.1)
     described = {pid: _cmdline(pid) for pid in left}
     assert not left, f"processes the run started are still running: {described}"
-    if token:
-        wait_until(
-            lambda: not (Path(tempfile.gettempdir()) / f"winnow-{token}").exists(),
-            10,
-            "the run's temporary directory to go",
-        )
+    if temp_dir is not None:
+        wait_until(lambda: not temp_dir.exists(), 10, "the run's temporary directory to go")
 
 
 def _cmdline(pid: int) -> str:
@@ -149,8 +155,10 @@ def test_a_run_ended_mid_way_leaves_no_process(tmp_path: Path, how: str) -> None
             assert started, "the run started no process: nothing would be tested"
             token = run_token(started)
             assert token, "the run's children carry no janitor token"
+            temp_dir = janitor_temp_dir(token)
+            assert temp_dir.is_dir()
             end(proc, how)
-            assert_nothing_left(mark, token)
+            assert_nothing_left(mark, temp_dir)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -174,9 +182,11 @@ def test_a_killed_run_on_a_temporary_dask_cluster_leaves_no_worker(tmp_path: Pat
                        "multiprocessing" in _cmdline(p)]  # fmt: skip
             assert len(workers) >= 2, {p: _cmdline(p) for p in marked_processes(mark, MARK)}
             token = run_token(workers)
+            assert token, "the workers carry no janitor token"
+            temp_dir = janitor_temp_dir(token)
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
-            assert_nothing_left(mark, token)
+            assert_nothing_left(mark, temp_dir)
         finally:
             if proc.poll() is None:
                 proc.kill()
