@@ -194,20 +194,27 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(exc, EndpointDown | GateFailed)
 
 
+def _task_options(name: str) -> dict[str, Any]:
+    """How every shard task runs: retried twice unless retrying cannot help, never cached
+    or persisted by Prefect (stages keep their own content-addressed shards)."""
+    from prefect.cache_policies import NO_CACHE
+
+    return {
+        "name": name,
+        "retries": 2,
+        "retry_delay_seconds": [2, 10],
+        "retry_condition_fn": _worth_retrying,
+        "cache_policy": NO_CACHE,
+        "persist_result": False,
+        "log_prints": False,
+    }
+
+
 def _shard_task():
     """The Prefect task around ``run_shard`` (built lazily so plain use needs no Prefect)."""
     from prefect import task
-    from prefect.cache_policies import NO_CACHE
 
-    @task(
-        name="stage-shard",
-        retries=2,
-        retry_delay_seconds=[2, 10],
-        retry_condition_fn=_worth_retrying,
-        cache_policy=NO_CACHE,
-        persist_result=False,
-        log_prints=False,
-    )
+    @task(**_task_options("stage-shard"))
     def stage_shard(
         stage: Stage,
         shard: ShardRef,
@@ -376,18 +383,10 @@ def run_chain_shard(
 
 
 def _chain_task():
+    """The Prefect task around ``run_chain_shard``."""
     from prefect import task
-    from prefect.cache_policies import NO_CACHE
 
-    @task(
-        name="chain-shard",
-        retries=2,
-        retry_delay_seconds=[2, 10],
-        retry_condition_fn=_worth_retrying,
-        cache_policy=NO_CACHE,
-        persist_result=False,
-        log_prints=False,
-    )
+    @task(**_task_options("chain-shard"))
     def chain_shard(
         links: list[Link],
         shard: ShardRef,
