@@ -194,6 +194,16 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(exc, EndpointDown | GateFailed)
 
 
+def _with_row_count(shards: Iterable[ShardRef]) -> tuple[Iterable[ShardRef], int]:
+    """The shards and their rows in all: streamed inputs know their count (``.rows``),
+    anything else is listed once to count it."""
+    known = getattr(shards, "rows", None)
+    if known is None:
+        shards = list(shards)
+        known = sum(s.rows for s in shards)
+    return shards, known
+
+
 def _task_options(name: str) -> dict[str, Any]:
     """How every shard task runs: retried twice unless retrying cannot help, never cached
     or persisted by Prefect (stages keep their own content-addressed shards)."""
@@ -279,10 +289,7 @@ def run_stage(
 
     location = location or Location.here()
     reporter = progress.current()
-    known = getattr(shards, "rows", None)
-    if known is None:
-        shards = list(shards)
-        known = sum(s.rows for s in shards)
+    shards, known = _with_row_count(shards)
     reporter.start(stage.name, known)
     done = on_shard or (lambda _i, _o: None)
     outputs: list[ShardOutput] = []
@@ -432,10 +439,7 @@ def run_chain(
 
     location = location or Location.here()
     reporter = progress.current()
-    known = getattr(shards, "rows", None)
-    if known is None:
-        shards = list(shards)
-        known = sum(s.rows for s in shards)
+    shards, known = _with_row_count(shards)
     for k, link in enumerate(links):
         reporter.start(link.stage.name, known if k == 0 else 0)
     done = on_shard or (lambda _i, _o: None)
