@@ -178,6 +178,9 @@ class CapacityProbe:
         self.background = 0.0
         self.trial: tuple[float, float] | None = None  # (limit before, 429s a second)
         self.capacity: float | None = None  # the concurrency a trial confirmed
+        # A flood of refusals ends the slow start without confirming a capacity: the
+        # limit it cut to is only a bound from above, no floor for later trials.
+        self.slow_start = True
         self.calm_windows = 0
 
     def sent(self, at: float) -> None:
@@ -219,9 +222,9 @@ class CapacityProbe:
         return enough and floor >= max(0.5, self.background + 0.3)
 
     def cut(self, limit: float, latency_s: float | None) -> None:
-        """A halving under a flood of 429s: a new window from one round trip on (until
-        then the server is still busy with what was sent before), no more doubling."""
-        self.capacity = limit
+        """A cut under a flood of 429s: a new window from one round trip on (until then
+        the server is still busy with what was sent before), no more doubling."""
+        self.slow_start = False
         self.trial = None
         self._new_window(latency_s or 0.0)
 
@@ -269,7 +272,7 @@ class CapacityProbe:
         self.calm_windows += 1
         if limit >= ceiling:
             return limit, "steady"
-        if self.capacity is None:  # slow start: double until refusals say stop
+        if self.slow_start and self.capacity is None:  # double until refusals say stop
             return min(ceiling, max(limit + 1.0, limit * 2)), "probe"
         if self.calm_windows % self.PROBE_EVERY == 0:
             return min(ceiling, limit + 1.0), "probe"
@@ -446,12 +449,12 @@ class EndpointLimiter:
                 # Most sends refused: every queued request would be refused once before
                 # the window can judge. Cut now, once per round trip, to what the server
                 # holds: no more than the requests still in flight (the refused ones
-                # left at once) and, in a first burst (no capacity known yet, retries
+                # left at once) and, in the first burst (the slow start, where retries
                 # keep the slots full), halved at least.
                 self.last_decrease = now
                 self.decreases += 1
                 cut = min(self.limit * 0.9, self.in_flight - 1)
-                if self.probe.capacity is None:
+                if self.probe.slow_start and self.probe.capacity is None:
                     cut = min(cut, self.limit * 0.5)
                 self._set_limit(cut)
                 self.probe.cut(self.limit, self.latency_ewma)

@@ -144,6 +144,19 @@ def test_429s_that_track_the_concurrency_lower_it_to_the_capacity() -> None:
     assert all(60 <= limit <= 80 for limit in final), steps  # near 64, refusing few
 
 
+def test_a_cut_under_a_flood_is_no_floor_for_the_trials_after_it() -> None:
+    """A flood of refusals cut the limit to 128 (only a bound from above): 429s that still
+    track the concurrency take it on down to the capacity, 64, and are not mistaken for
+    random ones (a trial floored near 128 would barely lower them: CI once saw that
+    learnt as a 36% background share, after which nothing lowered the limit)."""
+    probe = CapacityProbe()
+    probe.cut(128.0, None)
+    steps = drive(probe, 128.0, lambda c: max(0.0, 1 - 64 / c))
+    assert steps[0][1] == "trial" and steps[1][1] == "capacity", steps
+    assert probe.background == 0.0
+    assert all(60 <= limit <= 80 for limit, _ in steps[2:]), steps
+
+
 def test_random_429s_leave_the_concurrency_alone() -> None:
     probe = CapacityProbe()
     steps = drive(probe, 64.0, lambda c: 0.2)

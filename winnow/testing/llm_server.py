@@ -527,15 +527,19 @@ class ChatDouble:
                         }
                     )
                     raise _Truncate
-                await send_bytes(send, 200, body, self._quota_headers())
-                with stats._lock:
-                    stats.completed += 1
-                    stats.last_answer_at = time.time()
-                    if key:
-                        stats.answered[key] += 1
             finally:
                 with stats._lock:
                     stats.in_flight -= 1
+        # The answer leaves after its slot is free, as a real server frees a sequence
+        # when generation ends: a client that sends its next request the moment it has
+        # this answer must find the slot free (held across the send, a busy machine
+        # turned that race into refusals no real server gives).
+        await send_bytes(send, 200, body, self._quota_headers())
+        with stats._lock:
+            stats.completed += 1
+            stats.last_answer_at = time.time()
+            if key:
+                stats.answered[key] += 1
 
     async def _refuse(
         self,
