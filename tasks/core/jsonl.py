@@ -43,18 +43,5 @@ def numbered_rows(
         yield number, value
 
 
-def check_jsonl(path: str | Path, required: Iterable[str] = ()) -> int:
-    """Read the whole file once, checking every line; return the number of rows."""
-    required = list(required)
-    count = 0
-    for count, row in enumerate(iter_jsonl(path), start=1):  # noqa: B007
-        missing = [f for f in required if row.get(f) in (None, "")]
-        if missing:
-            raise InputError(f"{path}: row {count} lacks field(s) {missing}")
-    if count == 0:
-        raise InputError(f"{path}: no rows")
-    return count
-
-
 def dumps(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, default=str)

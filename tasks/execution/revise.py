@@ -49,6 +49,15 @@ def feedback(verdict: CaseVerdict) -> str:
     return "\n".join(parts)
 
 
+def all_tests(row: dict[str, Any]) -> str:
+    """The candidate's own tests, then the reference tests its input row brought (which a
+    revision cannot change: they stay in the row's ``reference_tests``)."""
+    reference = (row.get("reference_tests") or "").strip()
+    if not reference:
+        return row["tests"]
+    return f"{row['tests'].rstrip()}\n\n# reference tests of the input row\n{reference}\n"
+
+
 def execute_and_revise(
     rows: list[dict[str, Any]], config: ExecuteConfig, ctx: StageContext
 ) -> StageResult:
@@ -58,7 +67,7 @@ def execute_and_revise(
     out = StageResult()
     pending = [dict(r, attempts=[]) for r in rows]
     for round_ in range(config.max_rounds + 1):
-        cases = [Case(id=r["id"], solution=r["solution"], tests=r["tests"]) for r in pending]
+        cases = [Case(id=r["id"], solution=r["solution"], tests=all_tests(r)) for r in pending]
         verdicts = verify_cases(
             cases, config.language, sandbox, strict_lint=config.strict_lint, limits=config.limits
         )

@@ -111,6 +111,7 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
     tests = example["metadata"]["tests"].rstrip()
     assert f"Tests:\n\n```python\n{tests}\n```" in example["messages"][1]["content"]
     assert example["metadata"]["judge"]["score"] == 2
+    assert all(r["metadata"]["source_id"].startswith("seed-") for r in kept.values())
 
     rejected = read_jsonl(out / "rejected.jsonl")
     by_stage = {}

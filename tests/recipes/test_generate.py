@@ -47,10 +47,16 @@ def test_bad_inputs_fail_before_any_request(tmp_path: Path, llm_server) -> None:
     bad.write_text('{"instruction": "ok"}\nnot json\n')
     lacking = tmp_path / "lacking.jsonl"
     lacking.write_text('{"question": "no instruction field"}\n')
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "lacking.parquet"  # any table is read and checked the same way
+    pq.write_table(pa.Table.from_pylist([{"instruction": "ok"}, {"instruction": None}]), parquet)
     common = ["--provider", "openai-compatible", "--base-url", llm_server.base_url]
     cases = [
         (["--input", str(bad), "--model", "test-model"], "bad.jsonl:2: not valid JSON"),
         (["--input", str(lacking), "--model", "test-model"], "lacks field(s) ['instruction']"),
+        (["--input", str(parquet), "--model", "test-model"], "row 2 lacks field(s)"),
         (["--input", str(tmp_path / "nope.jsonl"), "--model", "test-model"], "not found"),
         (["--input", str(good), "--model", "no-such-model"], "no-such-model"),
         (["--input", str(good), "--model", "test-model", "--prompt", "nope"], "no prompt template"),

@@ -48,6 +48,7 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
     assert meta["judge"]["well_posed"] == "yes"
     assert meta["provenance"]["template"] == "math_word_problems/problem"
     assert meta["sandbox"] == "bwrap"
+    assert meta["source_id"].startswith("seed-")  # the seed row it was written from
     theta = next(r for r in kept if r["metadata"]["topic"] == "theta")
     assert theta["metadata"]["computed_answer"] == "12"  # Fraction(36, 3) == "12.0"
 

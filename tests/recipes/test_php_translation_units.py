@@ -84,6 +84,24 @@ def test_check_source_reads_every_row_and_refuses_duplicates(tmp_path: Path) -> 
         check_source(path)
 
 
+def test_plain_rows_come_from_any_table_and_name_their_row(tmp_path: Path) -> None:
+    """A Parquet file and a saved datasets folder read like JSON Lines; a row without an
+    id is named by its row number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"problem": f"p{i}", "solution": "s", "tests": "t"} for i in range(3)]
+    parquet = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    assert [e.source_id for e in iter_examples(parquet)] == ["1", "2", "3"]
+    assert check_source(parquet) == 3
+    datasets = pytest.importorskip("datasets")
+    folder = tmp_path / "saved"
+    datasets.Dataset.from_list(rows).save_to_disk(str(folder))
+    assert resolve_source(str(folder)) == folder.resolve()
+    assert [e.problem for e in iter_examples(resolve_source(str(folder)))] == ["p0", "p1", "p2"]
+
+
 def test_source_resolves_a_file_a_directory_and_a_run_id(tmp_path: Path) -> None:
     from tasks.store.catalog import Catalog
 
@@ -104,7 +122,7 @@ def test_source_resolves_a_file_a_directory_and_a_run_id(tmp_path: Path) -> None
         resolve_source("code-sft-20260102")
     with pytest.raises(InputError, match="neither a file, a directory nor a run id"):
         resolve_source("no-such-run")
-    with pytest.raises(InputError, match="has no dataset.jsonl"):
+    with pytest.raises(InputError, match="has no dataset.jsonl and is no saved datasets"):
         resolve_source(str(tmp_path))
 
 

@@ -129,6 +129,7 @@ def check_outcome(out: Path) -> dict:
     meta = example["metadata"]
     assert meta["adherence"] == 1.0 and meta["question_kind"] == "factual"
     assert meta["source"].startswith("a_lighthouse.md")
+    assert meta["source_id"] == "a_lighthouse.md"  # the document it came from
     assert meta["provenance"]["answer"]["template"] == "rag_qa/answer"
     assert len(meta["judge"]["votes"]) == 3
     unanswerable = next(

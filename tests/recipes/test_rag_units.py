@@ -72,6 +72,36 @@ def test_jsonl_documents_and_errors(tmp_path: Path) -> None:
         document_passages(tmp_path / "missing", ChunkConfig())
 
 
+def test_documents_from_parquet_csv_and_a_saved_dataset(tmp_path: Path) -> None:
+    """Any table works, with the text in the field named; a passage names the row it came
+    from (its id, else file and row number) in ``source_id``."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"id": "doc-1", "body": "Alpha beta gamma delta epsilon zeta."},
+        {"id": "", "body": "Eta theta iota kappa lambda mu nu."},
+    ]
+    config = ChunkConfig(size=50, overlap=0, min_words=3)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "docs.parquet")
+    with (tmp_path / "docs.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["id", "body"])
+        writer.writeheader()
+        writer.writerows(rows)
+    for name in ("docs.parquet", "docs.csv"):
+        passages = document_passages(tmp_path / name, config, field="body")
+        assert [p["source_id"] for p in passages] == ["doc-1", f"{name}:2"]
+        assert passages[1]["passage"] == rows[1]["body"]
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    passages = document_passages(tmp_path / "saved", config, field="body")
+    assert [p["source_id"] for p in passages] == ["doc-1", "saved:2"]
+    with pytest.raises(DocumentError, match="expected a text field 'text'"):
+        document_passages(tmp_path / "docs.parquet", config)
+
+
 def test_shipped_examples_give_passages() -> None:
     rows = document_passages(example_documents(), ChunkConfig())
     assert len(rows) >= 3

@@ -15,7 +15,10 @@ from winnow.serving.background import prepare_run
 def generate(
     prompt: str = typer.Option("instruction", help="Template name in prompts/ or a .toml path."),
     input: Path = typer.Option(
-        ..., "--input", "-i", help="JSON Lines; row fields fill the template."
+        ...,
+        "--input",
+        "-i",
+        help="JSON Lines, Parquet, CSV or a saved datasets folder; row fields fill the template.",
     ),
     out_path: Path = typer.Option(
         ..., "--out", "-o", help="Output JSON Lines (written atomically)."

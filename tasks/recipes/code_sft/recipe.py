@@ -18,7 +18,7 @@ from tasks.pipeline.params import ProviderParams
 from tasks.pipeline.publish import preference_pairs, revision_summary
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import StageOutput
-from tasks.recipes.code_sft.inputs import load_snippets
+from tasks.recipes.code_sft.inputs import check_problems, load_snippets, problem_rows
 from tasks.recipes.code_sft.stages import JudgeConfig, SolutionsConfig, StaticConfig
 
 SUITES = ["code_sft.problems", "code_sft.solutions", "code_sft.executed", "code_sft.kept"]
@@ -33,6 +33,18 @@ class CodeSFTParams(CurationParams, SandboxParams, ProviderParams):
 
     out: str = Field("out/code-sft", description="output directory (published atomically)")
     n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
+    problems: str | None = Field(
+        None,
+        description="your own problems instead of generated ones: a JSON Lines, Parquet or "
+        "CSV file, or a folder saved by datasets' save_to_disk (an 'id' field names the row)",
+    )
+    problem_field: str = Field("problem", description="the field of `problems` with the text")
+    tests_field: str | None = Field(
+        None,
+        description="a field of `problems` with reference tests (code, or a list of asserts), "
+        "run beside each candidate's own",
+    )
+    limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")
     topics_file: str | None = Field(None, description="one topic per line (default: built-in list)")
     snippets: str | None = Field(
         None, description="file or folder of code snippets to seed problems"
@@ -70,12 +82,18 @@ def plan(params: CodeSFTParams) -> Plan:
     stage's configuration. Raises a clear error for any problem."""
     topics = load_topics(params.topics_file, default=prompts_dir() / "code_sft" / "topics.txt")
     snippets = load_snippets(params.snippets)
+    if params.problems:
+        fields = (params.problems, params.problem_field, params.tests_field, params.limit)
+        check_problems(*fields)
+        seeds = problem_rows(*fields)
+    else:
+        seeds = seed_rows(params.n_problems, topics, params.difficulties, snippets)
     check_suites(SUITES)
     params.check_sandbox()
     params.check_providers()
     seed, tokens = params.seed, params.solution_max_tokens
     return Plan(
-        seeds=seed_rows(params.n_problems, topics, params.difficulties, snippets),
+        seeds=seeds,
         problems=params.generator_llm("code_sft/problem", seed=seed),
         unique=ExactDedupConfig(fields=["problem"]),
         solutions=SolutionsConfig(
@@ -119,10 +137,12 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
             {"role": "assistant", "content": answer},
         ],
         "metadata": {
+            "source_id": row.get("source_id", ""),
             "problem_id": row["problem_id"],
             "topic": row.get("topic", ""),
             "difficulty": row.get("difficulty", ""),
             "tests": row["tests"],
+            "passed_reference_tests": bool(row.get("reference_tests")),
             "revision_rounds": row.get("revision_rounds", 0),
             "attempts": row.get("attempts", []),
             "judge": row.get("judge", {}),

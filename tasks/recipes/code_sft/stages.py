@@ -31,6 +31,11 @@ class ProblemAnswer(BaseModel):
     problem: str = Field(min_length=20, description="the problem statement")
 
 
+def problem_asks(seed: dict[str, Any], config: LLMConfig) -> list[Ask]:
+    """One request per seed; none for a problem the user brought (it passes on as is)."""
+    return [] if seed.get("problem") else [Ask(fields=seed)]
+
+
 def parse_problem(seed: dict[str, Any], answer: Answer, config: LLMConfig) -> dict[str, Any]:
     # The recipe writes the tests itself (the solution's asserts, run in the sandbox): a
     # request for a check function or test cases would ask for what the answer lacks.
@@ -38,6 +43,7 @@ def parse_problem(seed: dict[str, Any], answer: Answer, config: LLMConfig) -> di
     return {
         "id": record_id("p", problem),
         "seed_id": seed["id"],
+        "source_id": seed.get("source_id", seed["id"]),
         "topic": seed.get("topic", ""),
         "difficulty": seed.get("difficulty", ""),
         "title": answer.value.get("title", ""),  # type: ignore[union-attr]
@@ -67,6 +73,8 @@ def solution_asks(problem: dict[str, Any], config: SolutionsConfig) -> list[Ask]
                 "problem": problem["problem"],
                 "topic": problem.get("topic", ""),
                 "difficulty": problem.get("difficulty", ""),
+                "source_id": problem.get("source_id", ""),
+                "reference_tests": problem.get("reference_tests", ""),
                 "sample": i,
             },
         )
@@ -187,7 +195,7 @@ def parse_judgement(
     )
 
 
-PROBLEMS = llm_stage("problems", parse_problem, schema=ProblemAnswer)
+PROBLEMS = llm_stage("problems", parse_problem, schema=ProblemAnswer, asks=problem_asks)
 SOLUTIONS = llm_stage("solutions", parse_solution, asks=solution_asks)
 STATIC = Stage("static", static_batch)
 COHERENT = Stage("coherent", coherent_batch)

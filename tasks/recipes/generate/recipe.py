@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.core.jsonl import check_jsonl, iter_jsonl
+from tasks.core.tables import check_table, read_table
 from tasks.gates.gx import check_suites
 from tasks.llm import prompts
 from tasks.pipeline.llm_stage import LLMConfig
@@ -28,7 +28,8 @@ class GenerateParams(ProviderParams):
     prompt: str = Field("instruction", description="template name in prompts/ (or a .toml path)")
     input: str = Field(
         "examples/instructions.jsonl",
-        description="JSON Lines file; each row's fields fill the template",
+        description="a table (JSON Lines, Parquet, CSV or a saved datasets folder); each "
+        "row's fields fill the template",
     )
     out: str = Field("out/generate.jsonl", description="output JSON Lines file (atomic)")
     temperature: float | None = Field(None, ge=0, le=2, description="override the template's")
@@ -45,7 +46,7 @@ class Plan(BaseModel):
 def plan(params: GenerateParams) -> Plan:
     """Every check that can fail before money is spent: template, input, provider."""
     template = prompts.load(params.prompt)
-    n_rows = check_jsonl(params.input, required=template.fields)
+    n_rows = check_table(params.input, required=template.fields)
     check_suites(SUITES)
     params.check_providers(judge=False)
     config = params.generator_llm(
@@ -55,8 +56,8 @@ def plan(params: GenerateParams) -> Plan:
 
 
 def _indexed(path: str) -> Iterator[dict[str, Any]]:
-    for index, row in enumerate(iter_jsonl(path)):
-        yield {"_index": index, **row}
+    for number, row in read_table(path):
+        yield {"_index": number - 1, **row}
 
 
 def in_input_order(shard: ShardOutput) -> list[dict[str, Any]]:

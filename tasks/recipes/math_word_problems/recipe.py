@@ -93,6 +93,7 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
             {"role": "assistant", "content": answer},
         ],
         "metadata": {
+            "source_id": row.get("source_id", ""),
             "topic": row.get("topic", ""),
             "difficulty": row.get("difficulty", ""),
             "program": row["program"],

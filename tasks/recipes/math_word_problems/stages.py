@@ -42,6 +42,7 @@ def parse_problem(seed: dict[str, Any], answer: Answer, config: LLMConfig) -> di
     return {
         "id": record_id("m", problem),
         "seed_id": seed["id"],
+        "source_id": seed.get("source_id", seed["id"]),
         "topic": seed.get("topic", ""),
         "difficulty": seed.get("difficulty", ""),
         "problem": problem,

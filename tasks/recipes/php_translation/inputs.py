@@ -1,6 +1,7 @@
 """Inputs of the PHP translation recipe: verified Python examples.
 
-A source is a JSON Lines file, a run's output directory, or the id of a code SFT run in
+A source is a table (JSON Lines, Parquet, CSV or a saved ``datasets`` folder, see
+:mod:`tasks.core.tables`), a run's output directory, or the id of a code SFT run in
 the catalog (its published ``dataset.jsonl``). Rows are either plain
 ``{"problem", "solution", "tests"}`` or code SFT examples (chat ``messages`` with the
 solution in the assistant's ```python fence, tests in ``metadata.tests``). Every row is
@@ -18,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.core.jsonl import InputError, iter_jsonl
+from tasks.core.jsonl import InputError
 from tasks.core.paths import SOURCE_ROOT
+from tasks.core.tables import read_table, source_id
 
 # Relative, so a deployment's parameters do not carry one machine's paths; a relative
 # source that is not found from the working directory is looked up in the source tree.
@@ -42,8 +44,8 @@ class PythonExample(BaseModel):
 
 
 def resolve_source(source: str) -> Path:
-    """The ``dataset.jsonl`` a source names: a file, a directory holding one, or a run id
-    (or unique prefix) in the catalog."""
+    """The table a source names: a file, a saved datasets folder, a directory holding a
+    ``dataset.jsonl``, or a run id (or unique prefix) in the catalog."""
     path = Path(source).expanduser()
     if not path.exists() and not path.is_absolute() and (SOURCE_ROOT / path).exists():
         path = SOURCE_ROOT / path
@@ -52,7 +54,9 @@ def resolve_source(source: str) -> Path:
     if path.is_dir():
         if (path / "dataset.jsonl").is_file():
             return (path / "dataset.jsonl").resolve()
-        raise InputError(f"{path} has no dataset.jsonl")
+        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            return path.resolve()  # a datasets folder (read_table names a DatasetDict's splits)
+        raise InputError(f"{path} has no dataset.jsonl and is no saved datasets folder")
     from tasks.store.catalog import Catalog
 
     try:
@@ -70,8 +74,9 @@ def resolve_source(source: str) -> Path:
     return Path(out_dir) / "dataset.jsonl"
 
 
-def to_python_example(row: dict[str, Any], where: str) -> PythonExample:
-    """A source row as a :class:`PythonExample`; ``where`` names it in errors."""
+def to_python_example(row: dict[str, Any], where: str, number: int = 0) -> PythonExample:
+    """A source row (row ``number`` of its file) as a :class:`PythonExample`; ``where``
+    names it in errors."""
     if "messages" in row:
         messages = row.get("messages") or []
         user = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
@@ -90,16 +95,16 @@ def to_python_example(row: dict[str, Any], where: str) -> PythonExample:
     ]
     if missing:
         raise InputError(f"{where}: no {', '.join(missing)} (need problem, solution, tests)")
-    source_id = str(row.get("id") or "")
+    own_id = str(row.get("id") or "")
     digest = hashlib.sha256(f"{problem}\x1f{solution}\x1f{tests}".encode()).hexdigest()[:12]
     return PythonExample(
-        id=f"php-{source_id or digest}",
+        id=f"php-{own_id or digest}",
         problem=problem.strip(),  # type: ignore[union-attr]
         python_solution=solution.strip() + "\n",  # type: ignore[union-attr]
         python_tests=tests.strip() + "\n",  # type: ignore[union-attr]
         topic=topic or "",
         difficulty=difficulty or "",
-        source_id=source_id or digest,
+        source_id=source_id(row, number) if number else own_id or digest,
     )
 
 
@@ -117,7 +122,5 @@ def check_source(path: Path, limit: int | None = None) -> int:
 
 
 def iter_examples(path: Path, limit: int | None = None) -> Iterator[PythonExample]:
-    for number, row in enumerate(iter_jsonl(path), start=1):
-        if limit is not None and number > limit:
-            return
-        yield to_python_example(row, f"{path}: row {number}")
+    for number, row in read_table(path, limit):
+        yield to_python_example(row, f"{path}: row {number}", number)

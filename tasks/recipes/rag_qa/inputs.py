@@ -10,7 +10,6 @@ fact spanning a cut appears whole in at least one passage.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from tasks.core.jsonl import InputError
 from tasks.core.paths import examples_dir
+from tasks.core.tables import FORMATS, read_table
 
 DOC_SUFFIXES = (".txt", ".md")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -95,57 +95,67 @@ def _tail(units: list[str], overlap: int) -> list[str]:
     return tail
 
 
-def load_documents(path: str | Path) -> Iterator[tuple[str, str]]:
-    """(source, text) pairs from a folder of .txt/.md/.jsonl files (recursively, sorted),
-    a single such file; JSON Lines rows have ``text`` (and optionally ``source`` or
-    ``id``)."""
+TABLE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+
+
+def load_documents(path: str | Path, field: str = "text") -> Iterator[tuple[str, str]]:
+    """(source, text) pairs from a folder of .txt/.md files and tables (recursively,
+    sorted), one such file, or a saved ``datasets`` folder. A table's rows hold the text
+    in ``field`` and are named by their ``source`` or ``id``, else their row number."""
     root = Path(path)
     if not root.exists():
         raise DocumentError(f"documents not found: {root}")
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (*DOC_SUFFIXES, ".jsonl"))
+    if root.is_dir() and not (root / "state.json").is_file():
+        files = sorted(
+            p for p in root.rglob("*") if p.suffix.lower() in (*DOC_SUFFIXES, *TABLE_SUFFIXES)
+        )
         if not files:
-            raise DocumentError(f"no .txt, .md or .jsonl files under {root}")
+            raise DocumentError(f"no .txt, .md or table files under {root}")
         for f in files:
-            if f.suffix.lower() == ".jsonl":
-                yield from _jsonl_documents(f)
+            if f.suffix.lower() in TABLE_SUFFIXES:
+                yield from _table_documents(f, field)
             else:
                 yield str(f.relative_to(root)), f.read_text(errors="replace")
-    elif root.suffix.lower() in (".jsonl", ".json"):
-        yield from _jsonl_documents(root)
+    elif root.is_dir() or root.suffix.lower() in TABLE_SUFFIXES:
+        yield from _table_documents(root, field)
     elif root.suffix.lower() in DOC_SUFFIXES:
         yield root.name, root.read_text(errors="replace")
     else:
-        raise DocumentError(f"unsupported documents {root}: a folder, .txt, .md or .jsonl")
+        raise DocumentError(
+            f"unsupported documents {root}: a folder, .txt, .md, or a table ({FORMATS})"
+        )
 
 
-def _jsonl_documents(path: Path) -> Iterator[tuple[str, str]]:
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            text = row["text"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DocumentError(f"{path}:{n}: expected a JSON object with 'text'") from exc
-        yield str(row.get("source") or row.get("id") or f"{path.name}:{n}"), str(text)
+def _table_documents(path: Path, field: str) -> Iterator[tuple[str, str]]:
+    for number, row in read_table(path):
+        text = row.get(field)
+        if not isinstance(text, str):
+            raise DocumentError(f"{path}: row {number}: expected a text field {field!r}")
+        own = row.get("source") or row.get("id")
+        yield (str(own) if own else f"{path.name}:{number}"), text
 
 
 def document_passages(
-    path: str | Path, config: ChunkConfig, limit: int | None = None
+    path: str | Path, config: ChunkConfig, limit: int | None = None, field: str = "text"
 ) -> list[dict[str, Any]]:
     """Passage rows (``id``, ``index``, ``source``, ``passage``) of the documents,
     without duplicates, at most ``limit``."""
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for source, text in load_documents(path):
+    for source, text in load_documents(path, field):
         for n, chunk in enumerate(chunk_text(text, config)):
             pid = passage_id(chunk)
             if pid in seen:
                 continue
             seen.add(pid)
             rows.append(
-                {"id": pid, "index": len(rows), "source": f"{source}#{n}", "passage": chunk}
+                {
+                    "id": pid,
+                    "index": len(rows),
+                    "source": f"{source}#{n}",
+                    "source_id": source,  # the document (file, or table row) it came from
+                    "passage": chunk,
+                }
             )
             if limit is not None and len(rows) >= limit:
                 return rows
@@ -163,7 +173,14 @@ def topic_rows(topics: list[str], n: int) -> list[dict[str, Any]]:
     for i in range(n):
         topic, variant = topics[i % len(topics)], i // len(topics)
         rows.append(
-            {"id": f"t-{i:05d}", "index": i, "topic": topic, "variant": variant, "source": ""}
+            {
+                "id": f"t-{i:05d}",
+                "index": i,
+                "topic": topic,
+                "variant": variant,
+                "source": "",
+                "source_id": f"t-{i:05d}",
+            }
         )
     return rows
 

@@ -44,9 +44,11 @@ class RAGQAParams(CurationParams, ProviderParams):
     out: str = Field("out/rag-qa", description="output directory (published atomically)")
     documents: str | None = Field(
         None,
-        description="folder of .txt/.md/.jsonl, one such file (JSON Lines rows have 'text') "
-        "(default: examples/rag unless topics are given)",
+        description="a folder of .txt/.md files and tables, one such file, or a table: JSON "
+        "Lines, Parquet, CSV or a saved datasets folder (default: examples/rag unless topics "
+        "are given)",
     )
+    document_field: str = Field("text", description="the field of a table's rows with the text")
     topics: list[str] | str | None = Field(
         None, description="synthetic contexts: topics (a list or a file, one a line)"
     )
@@ -101,7 +103,7 @@ def plan(params: RAGQAParams) -> Plan:
         size=params.chunk_words, overlap=min(params.chunk_overlap, params.chunk_words - 1)
     )
     if documents:
-        seeds = document_passages(documents, chunk, params.max_passages)
+        seeds = document_passages(documents, chunk, params.max_passages, params.document_field)
     else:
         seeds = topic_rows(topics, params.n_synthetic)
     params.check_providers()
@@ -195,6 +197,7 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
         "messages": [*prompt, {"role": "assistant", "content": row["answer"]}],
         "response": row["answer"],
         "metadata": {
+            "source_id": row.get("source_id", ""),
             "passage_id": row["passage_id"],
             "source": row.get("source", ""),
             "topic": row.get("topic", ""),

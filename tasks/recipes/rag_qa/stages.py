@@ -60,6 +60,7 @@ def passages_batch(
                 "id": passage_id(text),
                 "index": row["index"],
                 "source": f"synthetic:{row['topic']}",
+                "source_id": row["id"],  # the topic row it was written from
                 "topic": row["topic"],
                 "passage": text,
                 "origin": "synthetic",
@@ -95,6 +96,7 @@ def question_asks(passage: dict[str, Any], config: QuestionsConfig) -> list[Ask]
             "passage_id": passage["id"],
             "seed_id": passage["id"],
             "source": passage.get("source", ""),
+            "source_id": passage.get("source_id", ""),
             "topic": passage.get("topic", ""),
             "passage": passage["passage"],
             "kind": kind,

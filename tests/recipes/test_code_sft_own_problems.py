@@ -1,0 +1,81 @@
+"""Code SFT on the user's own problems (a Parquet file here), through `winnow run` with
+`--set problems=PATH --set problem_field=NAME --set tests_field=NAME`, against the test
+LLM server (a named test double): no problem is generated, the reference tests run
+beside each candidate's own, and every example names its input row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from winnow.cli import app
+from winnow.testing.llm_server import LLMTestServer, Rule, Script
+
+
+def answer(name: str, body: str) -> str:
+    return (
+        f"Adds one.\n```python\ndef f_{name}(x: int) -> int:\n    # add one\n    {body}\n```\n"
+        f"```python\nassert f_{name}(1) == 2\nassert f_{name}(-1) == 0\n```"
+    )
+
+
+JUDGE_PASS = json.dumps({"correctness": "pass", "style": "pass", "reason": "fine"})
+# beta's code passes its own tests (1 and -1) but not the reference test at 10
+WRONG_BETA = answer("beta", "return x + 1 if x < 5 else x")
+
+
+def script() -> Script:
+    return Script(
+        rules=[
+            Rule(pattern=r"Grade two things", replies=[JUDGE_PASS]),
+            Rule(pattern=r"failed its checks.*\[beta\]", replies=[WRONG_BETA]),
+            Rule(pattern=r"\[alpha\]", replies=[answer("alpha", "return x + 1")]),
+            Rule(pattern=r"\[beta\]", replies=[WRONG_BETA]),
+        ]
+    )
+
+
+@pytest.fixture
+def server():
+    with LLMTestServer(script()) as s:
+        yield s
+
+
+def statement(name: str) -> str:
+    return f"Write `f_{name}(x: int) -> int` returning x plus one. [{name}]"
+
+
+@pytest.mark.slow
+def test_code_sft_on_your_own_problems(tmp_path: Path, server, prefect_harness) -> None:
+    problems = tmp_path / "problems.parquet"
+    rows = [
+        {"id": "mine-7", "question": statement("alpha"), "checks": ["assert f_alpha(10) == 11"]},
+        {"id": None, "question": statement("beta"), "checks": ["assert f_beta(10) == 11"]},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), problems)
+    out = tmp_path / "out"
+    args = ["run", "code-sft", "--provider", "openai-compatible", "--model", "test-model"]
+    args += ["--base-url", server.base_url, "--out", str(out)]
+    args += ["--set", f"problems={problems}", "--set", "problem_field=question"]
+    args += ["--set", "tests_field=checks", "--set", "n_solutions=1", "--set", "sandbox=bwrap"]
+    args += ["--set", "max_revision_rounds=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    # no request wrote a problem: 2 solutions, 1 revision (beta), 1 judgement (alpha)
+    assert server.stats.chat_requests == 4
+    [kept] = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
+    assert kept["messages"][0]["content"] == statement("alpha")
+    assert kept["metadata"]["source_id"] == "mine-7"
+    assert kept["metadata"]["passed_reference_tests"] is True
+    assert "f_alpha(10)" not in kept["messages"][1]["content"]  # reference tests stay hidden
+
+    [beta] = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert beta["record"]["source_id"] == "2"  # no id: its row number
+    assert beta["stage"] == "revision"
+    assert beta["reason"] == "execute: AssertionError: assert f_beta(10) == 11 (exit code 1)"
