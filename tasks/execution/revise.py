@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tasks.execution.agreement import cross_run, revised_tests_problem
 from tasks.execution.extract import ExtractError, split_solution_and_tests
 from tasks.pipeline.llm_stage import Ask, LLMConfig, ask
 from tasks.pipeline.stage import Stage, StageContext, StageResult
@@ -24,6 +25,12 @@ class ExecuteConfig(BaseModel):
     sandbox: SandboxKind = "auto"
     strict_lint: bool = True
     limits: Limits = Field(default_factory=Limits)
+    dual_agreement: bool = Field(
+        True,
+        description="run every candidate of a problem against every candidate's tests "
+        "(Python, N ≥ 2): agreed tests are run beside each one's own, suspect tests are "
+        "named in the revision prompt, and a revised test must still pass the agreeing code",
+    )
 
 
 @lru_cache(maxsize=4)
@@ -50,12 +57,56 @@ def feedback(verdict: CaseVerdict) -> str:
 
 
 def all_tests(row: dict[str, Any]) -> str:
-    """The candidate's own tests, then the reference tests its input row brought (which a
-    revision cannot change: they stay in the row's ``reference_tests``)."""
-    reference = (row.get("reference_tests") or "").strip()
-    if not reference:
-        return row["tests"]
-    return f"{row['tests'].rstrip()}\n\n# reference tests of the input row\n{reference}\n"
+    """The candidate's own tests, then the cases the other candidates' code agreed on
+    (:mod:`tasks.execution.agreement`), then the reference tests its input row brought;
+    a revision changes only the first (the others stay in their own fields)."""
+    parts = [row["tests"].rstrip()]
+    if (row.get("agreed_tests") or "").strip():
+        parts.append(f"# tests the other candidates agree on\n{row['agreed_tests'].strip()}")
+    if (row.get("reference_tests") or "").strip():
+        parts.append(f"# reference tests of the input row\n{row['reference_tests'].strip()}")
+    return "\n\n".join(parts) + "\n"
+
+
+class Consensus(dict[str, list[str]]):
+    """problem id → the solutions that agreed (what a revised test must still pass)."""
+
+
+def cross_check(rows: list[dict[str, Any]], config: ExecuteConfig) -> Consensus:
+    """Dual agreement for each problem with two or more candidates in the batch: each
+    row gets its ``agreed_tests``, an ``agreement`` record, and the revision evidence."""
+    consensus = Consensus()
+    if not config.dual_agreement or config.language != "python":
+        return consensus
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_problem.setdefault(row.get("problem_id", row["id"]), []).append(row)
+    limits = config.limits.model_copy(
+        update={"wall_s": min(config.limits.wall_s, 10.0), "cpu_s": min(config.limits.cpu_s, 5.0)}
+    )
+    for problem_id, group in by_problem.items():
+        if len(group) < 2:
+            continue
+        found = cross_run(
+            [r["solution"] for r in group],
+            [r["tests"] for r in group],
+            sandbox_of(config.sandbox),
+            limits,
+        )
+        if found.decided:
+            consensus[problem_id] = [group[j]["solution"] for j in found.consensus]
+        for c, row in enumerate(group):
+            row["agreed_tests"] = "\n".join(found.agreed_from_others(c))
+            row["evidence"] = found.evidence(c)
+            row["agreement"] = {
+                "decided": found.decided,
+                "in_consensus": c in found.consensus,
+                "consensus_size": len(found.consensus),
+                "candidates": len(group),
+                "agreed_cases": len(found.agreed),
+                "suspect": found.suspect_cases(c),
+            }
+    return consensus
 
 
 def execute_and_revise(
@@ -66,6 +117,7 @@ def execute_and_revise(
     sandbox = sandbox_of(config.sandbox)
     out = StageResult()
     pending = [dict(r, attempts=[]) for r in rows]
+    consensus = cross_check(pending, config)
     for round_ in range(config.max_rounds + 1):
         cases = [Case(id=r["id"], solution=r["solution"], tests=all_tests(r)) for r in pending]
         verdicts = verify_cases(
@@ -106,7 +158,7 @@ def execute_and_revise(
                     {"rounds": round_, "exit_code": verdict.exit_code},
                 )
             break
-        pending = _revise(failing, config, out, ctx)
+        pending = _revise(failing, config, out, ctx, consensus)
     return out
 
 
@@ -115,12 +167,16 @@ def _revise(
     config: ExecuteConfig,
     out: StageResult,
     ctx: StageContext,
+    consensus: Consensus,
 ) -> list[dict[str, Any]]:
     llm = config.revision
     assert llm is not None
     # The whole row goes to the template, so a recipe's may show more (e.g. the Python a
     # PHP translation came from); problem, solution and tests are always there.
-    asks = [Ask(fields={**row, "feedback": feedback(verdict)}) for row, verdict in failing]
+    asks = [
+        Ask(fields={**row, "feedback": _with_evidence(feedback(verdict), row)})
+        for row, verdict in failing
+    ]
     answers = ask(llm, asks, label=f"{ctx.stage}-revision")
     revised = []
     for (row, _verdict), answer in zip(failing, answers, strict=True):
@@ -131,10 +187,28 @@ def _revise(
         except ExtractError:
             code = None
         if code is not None:
-            new.update(solution=code.solution, tests=code.tests)
+            new["solution"] = code.solution
+            if code.tests.strip() != row["tests"].strip():
+                refused = revised_tests_problem(
+                    row["tests"],
+                    code.tests,
+                    consensus.get(row.get("problem_id", ""), []),
+                    sandbox_of(config.sandbox),
+                    config.limits,
+                )
+                if refused:  # the old tests stay: the revised code must pass them
+                    new["tests_refused"] = [*row.get("tests_refused", []), refused]
+                else:
+                    new.update(tests=code.tests, tests_revised=True)
         # An unusable revision keeps the old code: it fails again and uses up a round.
         revised.append(new)
     return revised
 
 
-EXECUTE = Stage("execute", execute_and_revise)
+def _with_evidence(text: str, row: dict[str, Any]) -> str:
+    evidence = (row.get("evidence") or "").strip()
+    return f"{text}\n\n{evidence}" if evidence else text
+
+
+# version 2: dual agreement (tasks/execution/agreement.py, another module)
+EXECUTE = Stage("execute", execute_and_revise, version="2")

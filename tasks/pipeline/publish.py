@@ -73,10 +73,15 @@ def preference_pairs(
 def revision_summary(outputs: list[StageOutput], final: StageOutput) -> dict[str, Any]:
     """Funnel figures of recipes with an execute-and-revise stage."""
     executed = next(s for s in outputs if s.stage == "execute")
-    revised = sum(
-        1 for r in final.kept_rows(columns=["revision_rounds"]) if r.get("revision_rounds")
-    )
-    return {"kept_needing_revision": revised, "passed_execution": executed.n_kept}
+    revised = tests_repaired = 0
+    for r in final.kept_rows(columns=["revision_rounds", "tests_revised"]):
+        revised += bool(r.get("revision_rounds"))
+        tests_repaired += bool(r.get("tests_revised"))
+    return {
+        "kept_needing_revision": revised,
+        "kept_with_tests_repaired": tests_repaired,
+        "passed_execution": executed.n_kept,
+    }
 
 
 def publish_dataset(

@@ -101,7 +101,7 @@ CASES = [
     Case(
         "malformed JSONL documents",
         ["rag-qa", *SERVER, "--set", "documents={tmp}/bad.jsonl"],
-        ["bad.jsonl:2", "JSON object"],
+        ["bad.jsonl:2", "not valid JSON"],
         files={"bad.jsonl": json.dumps({"text": "fine " * 40}) + "\n{not json\n"},
     ),
     Case(

@@ -79,3 +79,76 @@ def test_code_sft_on_your_own_problems(tmp_path: Path, server, prefect_harness) 
     assert beta["record"]["source_id"] == "2"  # no id: its row number
     assert beta["stage"] == "revision"
     assert beta["reason"] == "execute: AssertionError: assert f_beta(10) == 11 (exit code 1)"
+
+
+# Three candidates of one problem. A: right code, right tests. B: right code, a test
+# expecting a wrong value (its revision corrects the value). C: wrong code with tests
+# written to match it (it passes them); its revision drops a test, which is refused.
+def gamma(body: str, tests: str) -> str:
+    code = f"def f_gamma(x: int) -> int:\n    {body}"
+    return f"Adds one.\n```python\n{code}\n```\n```python\n{tests}\n```"
+
+
+A = gamma("return x + 1", "assert f_gamma(1) == 2\nassert f_gamma(-1) == 0")
+B = gamma("return 1 + x", "assert f_gamma(1) == 2\nassert f_gamma(5) == 7")
+C = gamma("return x + 2", "assert f_gamma(1) == 3\nassert f_gamma(0) == 2")
+B_FIXED = gamma("return 1 + x", "assert f_gamma(1) == 2\nassert f_gamma(5) == 6")
+C_WEAKER = gamma("return x + 1 + 0", "assert f_gamma(1) == 2")
+
+
+def agreement_script() -> Script:
+    return Script(
+        rules=[
+            Rule(pattern=r"Grade two things", replies=[JUDGE_PASS]),
+            Rule(pattern=r"failed its checks.*f_gamma\(5\) == 7", replies=[B_FIXED]),
+            Rule(pattern=r"failed its checks.*f_gamma\(0\) == 2", replies=[C_WEAKER]),
+            Rule(pattern=r"\[gamma\]", replies=[A, B, C]),
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_dual_agreement_judges_the_tests(tmp_path: Path, prefect_harness) -> None:
+    from flows.code_sft import code_sft
+    from tasks.recipes.code_sft.recipe import CodeSFTParams
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({"id": "g", "problem": statement("gamma")}) + "\n")
+    with LLMTestServer(agreement_script()) as server:
+        params = CodeSFTParams(
+            out=str(tmp_path / "out"),
+            provider="openai-compatible",
+            model="test-model",
+            base_url=server.base_url,
+            problems=str(problems),
+            n_solutions=3,
+            max_revision_rounds=1,
+            sandbox="bwrap",
+        )
+        summary = code_sft(params)
+        out = Path(params.out)
+        kept = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
+        by_tests = {k["metadata"]["tests"].strip(): k["metadata"] for k in kept}
+        assert set(by_tests) == {
+            "assert f_gamma(1) == 2\nassert f_gamma(-1) == 0",  # A, as written
+            "assert f_gamma(1) == 2\nassert f_gamma(5) == 6",  # B, its test repaired
+        }
+        b = by_tests["assert f_gamma(1) == 2\nassert f_gamma(5) == 6"]
+        assert b["revision_rounds"] == 1 and b["tests_revised"] is True
+        assert b["agreement"]["in_consensus"] and b["agreement"]["suspect"] == [
+            "assert f_gamma(5) == 7"
+        ]
+        [c] = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+        assert c["stage"] == "revision" and "f_gamma(1) == 3" in c["reason"]
+        assert c["record"]["tests_refused"] == [
+            "revised tests are weaker: 1 cases where there were 2"
+        ]
+        assert not c["record"]["agreement"]["in_consensus"]
+        assert summary["kept_with_tests_repaired"] == 1 and summary["kept_needing_revision"] == 1
+
+        # Without dual agreement the wrong code and its matching tests are kept, and B's
+        # test is still repaired (the revision prompt allows it) but without the evidence.
+        loose = code_sft(params.model_copy(update={"dual_agreement": False}))
+        kept = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
+        assert any("x + 2" in k["messages"][1]["content"] for k in kept)
+        assert loose["kept"] == 3

@@ -55,6 +55,11 @@ class CodeSFTParams(CurationParams, SandboxParams, ProviderParams):
     n_solutions: int = Field(4, ge=1, le=64, description="candidate solutions per problem (N)")
     max_revision_rounds: int = Field(2, ge=0, le=10, description="revision rounds (K)")
     min_judge_score: int = Field(2, ge=0, le=2, description="judge passes needed of 2")
+    dual_agreement: bool = Field(
+        True,
+        description="judge the tests too: each candidate's code runs against every "
+        "candidate's tests, and the cases the most code agrees on are trusted (CodeT)",
+    )
     lint_policy: Literal["revise", "reject", "report"] = Field(
         "revise",
         description="parse/lint failures: revise the code, reject it, or (lint) only report",
@@ -109,6 +114,7 @@ def plan(params: CodeSFTParams) -> Plan:
             sandbox=params.sandbox,
             strict_lint=params.lint_policy == "revise",
             limits=params.limits(),
+            dual_agreement=params.dual_agreement,
         ),
         judge=JudgeConfig(llm=params.judge_llm("code_sft/judge"), min_score=params.min_judge_score),
         dedup=ExactDedupConfig(fields=["problem", "solution"], strip_comments=True),
@@ -144,6 +150,8 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
             "tests": row["tests"],
             "passed_reference_tests": bool(row.get("reference_tests")),
             "revision_rounds": row.get("revision_rounds", 0),
+            "tests_revised": bool(row.get("tests_revised")),
+            "agreement": row.get("agreement", {}),
             "attempts": row.get("attempts", []),
             "judge": row.get("judge", {}),
             "lint": row.get("lint", []),
