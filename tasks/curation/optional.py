@@ -22,7 +22,11 @@ class CurationParams(BaseModel):
         None, description="folder of eval sets: drop rows sharing a 13-gram with them"
     )
     near_dup_threshold: float | None = Field(
-        None, gt=0, le=1, description="MinHash Jaccard at which a row is a near-duplicate (off)"
+        None,
+        gt=0,
+        le=1,
+        description="MinHash Jaccard (character 4-grams) at which a row is a near-duplicate; "
+        "0.5 catches one- or two-word edits of short texts (off)",
     )
     semantic_dedup_threshold: float | None = Field(
         None, gt=0, le=1, description="MiniLM cosine at which a row is a semantic duplicate (off)"

@@ -82,7 +82,7 @@ def test_minhash_rejects_near_copies_and_names_the_kept_row() -> None:
         {"id": "one_word_changed", "p": SENTENCE.replace("Python", "Rust")},
         {"id": "other", "p": "Explain how a hash map resolves collisions with open addressing."},
     ]
-    config = MinHashDedupConfig(fields=["p"], threshold=0.5, ngram=3)
+    config = MinHashDedupConfig(fields=["p"], threshold=0.5, ngram=3, unit="word")
     kept, rejected = split(minhash_dedup(iter(rows), config, CTX))
     assert kept == ["orig", "other"]
     assert rejected["reformatted"]["reason"] == "near-duplicate of orig"
@@ -90,15 +90,23 @@ def test_minhash_rejects_near_copies_and_names_the_kept_row() -> None:
     assert rejected["one_word_changed"]["detail"]["duplicate_of"] == "orig"
     assert 0.5 <= rejected["one_word_changed"]["detail"]["jaccard"] < 1.0
     # a strict threshold keeps the one-word variant (its 3-gram Jaccard is ~0.8)
-    strict = MinHashDedupConfig(fields=["p"], threshold=0.95, ngram=3)
+    strict = MinHashDedupConfig(fields=["p"], threshold=0.95, ngram=3, unit="word")
     assert split(minhash_dedup(iter(rows), strict, CTX))[0] == ["orig", "one_word_changed", "other"]
 
 
+OTHERS = [
+    "Explain how a hash map resolves collisions with open addressing.",
+    "Sort a linked list in place using merge sort.",
+    "Count the vowels of every line of a text file.",
+    "Parse a CSV file of prices and print their median.",
+    "Render a binary tree sideways in the terminal.",
+    "Retry an HTTP request with exponential back-off.",
+]
+
+
 def test_minhash_as_a_global_stage_counts_every_row() -> None:
-    rows = [
-        {"id": f"r{i}", "p": SENTENCE if i % 3 == 0 else f"unique text number {i}"}
-        for i in range(9)
-    ]
+    others = iter(OTHERS)
+    rows = [{"id": f"r{i}", "p": SENTENCE if i % 3 == 0 else next(others)} for i in range(9)]
     shards = write_input_shards(rows, 4, "t")
     out = run_global(minhash_dedup_stage(), shards, MinHashDedupConfig(fields=["p"]), RUN)
     assert (out.n_in, out.n_kept, out.n_rejected) == (9, 7, 2)
@@ -107,6 +115,26 @@ def test_minhash_as_a_global_stage_counts_every_row() -> None:
         "r6": "near-duplicate of r0",
     }
     assert out.stage == "near_dedup"
+
+
+def test_the_defaults_catch_one_word_edits_of_short_texts() -> None:
+    """Short requests with one word replaced, inserted or dropped are near-duplicates at
+    the default settings (character 4-grams, 0.5); distinct short requests are not."""
+    base = "Return the longest common prefix of a list of strings."
+    edits = [
+        "Return the longest common suffix of a list of strings.",
+        "Return the longest common prefix of a given list of strings.",
+        "Return the longest prefix of a list of strings.",
+    ]
+    rows = [{"id": "base", "p": base}]
+    rows += [{"id": f"edit{i}", "p": t} for i, t in enumerate(edits)]
+    rows += [{"id": f"other{i}", "p": t} for i, t in enumerate(OTHERS)]
+    kept, rejected = split(minhash_dedup(iter(rows), MinHashDedupConfig(fields=["p"]), CTX))
+    assert kept == ["base"] + [f"other{i}" for i in range(len(OTHERS))]
+    assert {r["detail"]["duplicate_of"] for r in rejected.values()} == {"base"}
+    # the old defaults (word 5-grams at 0.8) let every edit through
+    old = MinHashDedupConfig(fields=["p"], unit="word", ngram=5, threshold=0.8, lsh_margin=0)
+    assert len(split(minhash_dedup(iter(rows), old, CTX))[0]) == len(rows)
 
 
 WORDS = st.sampled_from(["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta"])
