@@ -12,7 +12,12 @@ from tasks.curation.exact import exact_dedup_stage
 from tasks.curation.optional import curate
 from tasks.execution.revise import EXECUTE
 from tasks.pipeline.run import Run
-from tasks.recipes.code_sft.recipe import CodeSFTParams, plan, publish_code_sft
+from tasks.recipes.code_sft.recipe import (
+    CodeSFTParams,
+    plan,
+    problem_diversity,
+    publish_code_sft,
+)
 from tasks.recipes.code_sft.stages import COHERENT, JUDGE, PROBLEMS, SOLUTIONS, STATIC
 
 RECIPE = Recipe(
@@ -32,6 +37,7 @@ def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa
         problems = run.stage(PROBLEMS, seeds, p.problems)
         unique = run.global_stage(exact_dedup_stage("unique_problems"), problems.kept, p.unique)
         run.gate(unique, "code_sft.problems")
+        diversity = problem_diversity(run, unique, p.diversity)  # measured and gated
         # each shard of problems goes through these as soon as it can (gated on the way),
         # so some shards are in the sandbox while others keep the LLM busy
         candidates, static, executed, coherent, judged = run.chain(
@@ -46,4 +52,4 @@ def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa
         # optional, by parameter: contamination check, near-duplicate and semantic dedup
         final = curate(run, unique_final, p.curation)
         run.gate(final, "code_sft.kept")
-        return publish_code_sft(run, final)
+        return publish_code_sft(run, final, diversity)

@@ -147,6 +147,19 @@ def print_summary(summary: dict[str, Any], seconds: float) -> None:
             }
         )
     )
+    if "kept_needing_revision" in summary:
+        out.print(
+            f"fixed by revision: {summary['kept_needing_revision']} kept, "
+            f"of which {summary.get('kept_with_tests_repaired', 0)} with repaired tests"
+        )
+    diversity = summary.get("diversity")
+    if diversity:
+        figures = ", ".join(
+            f"{name.replace('_', ' ')} {diversity[name]}"
+            for name in ("distinct_2", "spread", "near_duplicate_share")
+            if diversity.get(name) is not None
+        )
+        out.print(f"problem diversity ({diversity.get('texts', 0)} problems): {figures}")
     out.print(
         f"kept {summary.get('kept', 0)} example(s) in {seconds:.0f} s -> {summary.get('out', '')}"
     )

@@ -1,8 +1,11 @@
 """Seed rows that LLM recipes start from: topics (a list, or a file of one topic a line),
-drawn in turn with difficulties and optional code snippets."""
+drawn in turn with difficulties, optional code snippets and, for diversity by design,
+optional concepts and personas."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,27 @@ def load_topics(value: list[str] | str | Path | None, default: Path | None = Non
 
 
 def seed_rows(
-    n: int, topics: list[str], difficulties: list[str], snippets: list[str] | None = None
+    n: int,
+    topics: list[str],
+    difficulties: list[str],
+    snippets: list[str] | None = None,
+    concepts: list[str] | None = None,
+    personas: list[str] | None = None,
+    seed: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """``n`` seeds cycling through topics, difficulties and snippets, so the records
-    spread over all of them; ``variant`` tells apart seeds that share a topic."""
+    spread over all of them; ``variant`` tells apart seeds that share a topic.
+
+    With ``concepts`` and ``personas`` the seeds are drawn from the space topic ×
+    concept × persona: topics still cycle (each is used before any repeats), and the
+    (concept, persona) pairs, shuffled once (seeded), are dealt so that every draw of
+    the space comes once before any repeats: two problems about one topic differ in what
+    they require and whose task they are."""
+    pairs: list[tuple[str, str]] = []
+    if concepts or personas:
+        pairs = [(c, p) for c in concepts or [""] for p in personas or [""]]
+        random.Random(seed).shuffle(pairs)
+    drawn: Counter[tuple[str, str, str]] = Counter()
     for i in range(n):
         row: dict[str, Any] = {
             "id": f"seed-{i:06d}",
@@ -47,4 +67,13 @@ def seed_rows(
         }
         if snippets:
             row["snippet"] = snippets[i % len(snippets)]
+        if pairs:
+            # topic r's q-th use takes pair q + r: each topic meets every pair once
+            # before any (topic, pair) repeats, and neighbouring topics differ in pair
+            q, r = divmod(i % (len(topics) * len(pairs)), len(topics))
+            row["concept"], row["persona"] = pairs[(q + r) % len(pairs)]
+            # only a repeat of the whole draw needs a variant number to differ
+            draw = (row["topic"], row["concept"], row["persona"])
+            row["variant"] = drawn[draw]
+            drawn[draw] += 1
         yield row

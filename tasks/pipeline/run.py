@@ -197,16 +197,28 @@ class Run:
         """Validate a stage's kept rows with a GX suite (a name in ``expectations/``, or a
         spec built at run time, e.g. with bounds from the run's parameters); a failed
         critical suite stops the run here, before anything downstream or any publishing."""
+        return self._gate(output.stage, output.kept, suite)
+
+    def gate_report(
+        self, stage: str, report: dict[str, Any], suite: str | SuiteSpec
+    ) -> gx.GateResult:
+        """Validate a report about a stage (one row of figures, e.g. the diversity of its
+        rows) with a GX suite, as :meth:`gate` validates rows."""
+        with self.location.active():
+            shards = list(iter_input_shards([report], 1, f"{self.recipe}-{stage}-report"))
+        return self._gate(stage, shards, suite)
+
+    def _gate(self, stage: str, shards: list[ShardRef], suite: str | SuiteSpec) -> gx.GateResult:
         spec = load_suite(suite) if isinstance(suite, str) else suite
         kill_point(f"gate.{spec.name}")
-        key = memo.gate_key(spec, [s.fingerprint for s in output.kept])
+        key = memo.gate_key(spec, [s.fingerprint for s in shards])
         result = memo.recall(key)  # the same suite on the same rows: the same verdict
         if result is None:
-            result = validation.validate(output.kept, spec)
+            result = validation.validate(shards, spec)
             memo.remember(key, result)
         self.gates.append(result)
-        self.catalog.add_validation(self.run_id, output.stage, result)
-        artifacts.gate(self.run_id, output.stage, result)
+        self.catalog.add_validation(self.run_id, stage, result)
+        artifacts.gate(self.run_id, stage, result)
         gx.enforce(result)
         return result
 

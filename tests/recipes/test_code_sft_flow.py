@@ -142,6 +142,9 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
         "dedup": (2, 2, 0),
     }
     assert funnel["kept"] == 2 and funnel["kept_needing_revision"] == 1
+    # the six unique problems' diversity was measured and passed its (warning) gate
+    assert funnel["diversity"]["texts"] == 6 and funnel["diversity"]["spread"] > 0.2
+    assert {g["suite"]: g["success"] for g in funnel["gates"]}["code_sft.diversity"] is True
     assert summary["kept"] == 2
 
     # One candidate per problem here, so no problem has both a kept and a failed one.

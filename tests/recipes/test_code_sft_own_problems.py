@@ -152,3 +152,29 @@ def test_dual_agreement_judges_the_tests(tmp_path: Path, prefect_harness) -> Non
         kept = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
         assert any("x + 2" in k["messages"][1]["content"] for k in kept)
         assert loose["kept"] == 3
+
+
+@pytest.mark.slow
+def test_a_critical_diversity_gate_stops_same_problems_before_any_solution(
+    tmp_path: Path, server, prefect_harness
+) -> None:
+    from flows.code_sft import code_sft
+    from tasks.gates.gx import GateFailed
+    from tasks.recipes.code_sft.recipe import CodeSFTParams
+
+    problems = tmp_path / "same.jsonl"
+    same = [f"Write `f_t{i:03d}(x: int) -> int` returning x plus {i}." for i in range(8)]
+    problems.write_text("".join(json.dumps({"problem": p}) + "\n" for p in same))
+    params = CodeSFTParams(
+        out=str(tmp_path / "out"),
+        provider="openai-compatible",
+        model="test-model",
+        base_url=server.base_url,
+        problems=str(problems),
+        sandbox="bwrap",
+        diversity_gate="critical",
+    )
+    with pytest.raises(GateFailed, match="code_sft.diversity"):
+        code_sft(params)
+    assert server.stats.chat_requests == 0
+    assert not (tmp_path / "out").exists()

@@ -107,6 +107,8 @@ def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
         return {}
     module = importlib.import_module(spec.params_path.partition(":")[0])
     small = getattr(module, "SMALL_LOCAL_DEFAULTS", {})
+    if given.get("problems"):  # the user's own problems: nothing to generate
+        small = {k: v for k, v in small.items() if k != "n_problems"}
     return {k: v for k, v in small.items() if k not in given}
 
 

@@ -8,11 +8,13 @@ from pydantic import BaseModel, Field
 
 from tasks.core.paths import prompts_dir
 from tasks.core.seeds import load_topics, seed_rows
+from tasks.curation.diversity import diversity_report, diversity_suite, minilm
 from tasks.curation.exact import ExactDedupConfig
 from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
 from tasks.execution.params import SandboxParams
 from tasks.execution.revise import ExecuteConfig
 from tasks.gates.gx import check_suites
+from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.pipeline.llm_stage import LLMConfig
 from tasks.pipeline.params import ProviderParams
 from tasks.pipeline.publish import preference_pairs, revision_summary
@@ -21,7 +23,13 @@ from tasks.pipeline.stage import StageOutput
 from tasks.recipes.code_sft.inputs import check_problems, load_snippets, problem_rows
 from tasks.recipes.code_sft.stages import JudgeConfig, SolutionsConfig, StaticConfig
 
-SUITES = ["code_sft.problems", "code_sft.solutions", "code_sft.executed", "code_sft.kept"]
+SUITES = [
+    "code_sft.problems",
+    "code_sft.diversity",
+    "code_sft.solutions",
+    "code_sft.executed",
+    "code_sft.kept",
+]
 
 # Applied by `winnow run code-sft` when the embedded model runs with no options, so the
 # first run finishes in minutes on 2 cores.
@@ -52,6 +60,27 @@ class CodeSFTParams(CurationParams, SandboxParams, ProviderParams):
     difficulties: list[str] = Field(
         ["easy", "medium"], min_length=1, description="problem difficulties, drawn in turn"
     )
+    concepts_file: str | None = Field(
+        None,
+        description="requirements drawn with each topic, one a line "
+        "(default: prompts/code_sft/concepts.txt)",
+    )
+    personas_file: str | None = Field(
+        None,
+        description="whose task each problem is framed as, one a line "
+        "(default: prompts/code_sft/personas.txt)",
+    )
+    diversity_gate: Literal["critical", "warning", "off"] = Field(
+        "warning",
+        description="gate on the problems' diversity before any solution is paid for: "
+        "stop the run, warn, or skip (the report is made either way)",
+    )
+    min_problem_spread: float = Field(
+        0.2, ge=0, le=1, description="diversity gate: least spread (1 - mean cosine) of problems"
+    )
+    max_near_duplicate_share: float = Field(
+        0.5, ge=0, le=1, description="diversity gate: largest share of near-duplicate problems"
+    )
     n_solutions: int = Field(4, ge=1, le=64, description="candidate solutions per problem (N)")
     max_revision_rounds: int = Field(2, ge=0, le=10, description="revision rounds (K)")
     min_judge_score: int = Field(2, ge=0, le=2, description="judge passes needed of 2")
@@ -80,6 +109,7 @@ class Plan(BaseModel):
     judge: JudgeConfig
     dedup: ExactDedupConfig
     curation: CurationPlan
+    diversity: SuiteSpec | None
 
 
 def plan(params: CodeSFTParams) -> Plan:
@@ -92,7 +122,18 @@ def plan(params: CodeSFTParams) -> Plan:
         check_problems(*fields)
         seeds = problem_rows(*fields)
     else:
-        seeds = seed_rows(params.n_problems, topics, params.difficulties, snippets)
+        folder = prompts_dir() / "code_sft"
+        concepts = load_topics(params.concepts_file, default=folder / "concepts.txt")
+        personas = load_topics(params.personas_file, default=folder / "personas.txt")
+        seeds = seed_rows(
+            params.n_problems,
+            topics,
+            params.difficulties,
+            snippets,
+            concepts,
+            personas,
+            seed=params.seed,
+        )
     check_suites(SUITES)
     params.check_sandbox()
     params.check_providers()
@@ -123,6 +164,14 @@ def plan(params: CodeSFTParams) -> Plan:
             fields=["problem", "solution"],
             semantic_field="problem",
             score_field="judge.score",
+        ),
+        diversity=None
+        if params.diversity_gate == "off"
+        else diversity_suite(
+            load_suite("code_sft.diversity"),
+            params.min_problem_spread,
+            params.max_near_duplicate_share,
+            params.diversity_gate,
         ),
     )
 
@@ -161,12 +210,22 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def publish_code_sft(run: Run, final: StageOutput) -> dict[str, Any]:
+def problem_diversity(run: Run, unique: StageOutput, suite: SuiteSpec | None) -> dict[str, Any]:
+    """The diversity report of the unique problems (:mod:`tasks.curation.diversity`), and
+    its gate, before any solution is paid for."""
+    problems = (r["problem"] for r in unique.kept_rows(columns=["problem"]))
+    report = {**diversity_report(problems, minilm()), "exact_duplicates_removed": unique.n_rejected}
+    if suite is not None:
+        run.gate_report(unique.stage, report, suite)
+    return report
+
+
+def publish_code_sft(run: Run, final: StageOutput, diversity: dict[str, Any]) -> dict[str, Any]:
     """The dataset, its rejections and, from kept and failed candidates of one problem,
     DPO preference pairs."""
     return run.publish(
         final,
         to_example,
         extra={"preferences.jsonl": preference_pairs(final, run.outputs)},
-        summary=revision_summary(run.outputs, final),
+        summary={**revision_summary(run.outputs, final), "diversity": diversity},
     )
