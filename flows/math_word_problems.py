@@ -12,7 +12,7 @@ from flows.registry import Recipe
 from tasks.curation.exact import exact_dedup_stage
 from tasks.pipeline.run import Run
 from tasks.recipes.math_word_problems.recipe import MathParams, plan, to_example
-from tasks.recipes.math_word_problems.stages import EXECUTE, JUDGE, PROBLEMS, STATIC
+from tasks.recipes.math_word_problems.stages import COHERENT, EXECUTE, JUDGE, PROBLEMS, STATIC
 
 RECIPE = Recipe(
     name="math-word-problems",
@@ -34,6 +34,7 @@ def math_word_problems(params: MathParams = MathParams()) -> dict[str, Any]:  # 
         checks = [
             (STATIC, p.static),
             (EXECUTE, p.execute, "math_word_problems.executed"),  # computed == stated
+            (COHERENT, None),  # the worked solution reaches the stated answer
         ]
         if p.judge is not None:  # optional, by parameter: is the problem well-posed?
             checks.append((JUDGE, p.judge))

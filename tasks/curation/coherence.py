@@ -12,16 +12,26 @@ claim tests it never wrote. Before an example is published, its parts are compar
 - code does not end in a comment that announces what follows it (``# Test cases``) with
   nothing after it: :func:`strip_dangling_comments` removes such a tail first.
 
-Each failed check is one short reason; the recipe rejects the example with them.
+For a math word problem (the answer is a worked solution and "Answer: X"): the worked
+solution reaches the stated answer, does not speak of a program the answer does not
+show, and the problem does not ask for code.
+
+Each failed check is one short reason; the recipe's ``coherent`` stage
+(:func:`coherence_stage`) rejects the example with them.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import keyword
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+from typing import Any
+
+from tasks.pipeline.stage import Stage, StageContext, StageResult
 
 _ASKS_FOR_TESTS = re.compile(
     r"\b(test cases?|unit tests?|check function|assert statements?|(?:with|include|write|add)"
@@ -135,3 +145,64 @@ def _is_value(name: str) -> bool:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+# --- math word problems ---------------------------------------------------------------------
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_SPEAKS_OF_CODE = re.compile(
+    r"\b(?:the|this|our|my|a) (?:python )?(?:program|code|script)\b|\bsolve\(\)", re.IGNORECASE
+)
+_ASKS_FOR_CODE = re.compile(
+    r"\b(?:write|create|implement) (?:a |the )?(?:python )?(?:program|function|script|code)\b",
+    re.IGNORECASE,
+)
+
+
+def numbers_in(text: str) -> list[float]:
+    """The numbers a text states (1,200 and 3/4 included), in order."""
+    found = []
+    for match in _NUMBER.finditer(text):
+        token = match.group().replace(",", "")
+        try:
+            found.append(float(Fraction(token)))
+        except (ValueError, ZeroDivisionError):
+            continue
+    return found
+
+
+def math_dialog_problems(problem: str, solution: str, stated: float) -> list[str]:
+    """Why a worked solution does not fit its problem and stated answer; empty when the
+    parts agree."""
+    problems = []
+    if not any(abs(n - stated) <= 1e-6 * max(1.0, abs(stated)) for n in numbers_in(solution)):
+        problems.append(f"the worked solution never reaches the stated answer {stated:g}")
+    if _SPEAKS_OF_CODE.search(solution):
+        problems.append("the worked solution speaks of a program the answer does not show")
+    if _ASKS_FOR_CODE.search(problem):
+        problems.append("the problem asks for code, and the answer is a worked solution")
+    return problems
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+Check = Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]]
+
+
+def coherence_stage(check: Check, name: str = "coherent") -> Stage:
+    """A stage that keeps a row when ``check(row)`` (the row as it will be published, and
+    why its parts disagree) finds nothing, and rejects it with the reasons otherwise."""
+    return Stage(name, functools.partial(_coherent_batch, check), code=(check,))
+
+
+def _coherent_batch(
+    check: Check, rows: list[dict[str, Any]], config: None, ctx: StageContext
+) -> StageResult:
+    out = StageResult()
+    for row in rows:
+        record, problems = check(row)
+        if problems:
+            out.reject(record, ctx.stage, "incoherent: " + "; ".join(problems))
+        else:
+            out.kept.append(record)
+    return out

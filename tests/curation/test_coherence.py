@@ -3,10 +3,15 @@ coherent ones that must pass."""
 
 from __future__ import annotations
 
-from tasks.curation.coherence import python_dialog_problems, strip_dangling_comments
+from tasks.curation.coherence import (
+    math_dialog_problems,
+    numbers_in,
+    python_dialog_problems,
+    strip_dangling_comments,
+)
 from tasks.pipeline.stage import RunInfo, StageContext
 from tasks.recipes.code_sft.recipe import to_example
-from tasks.recipes.code_sft.stages import coherent_batch
+from tasks.recipes.code_sft.stages import COHERENT
 
 SOLUTION = '''def reverse_string(s: str) -> str:
     """The characters of s in reverse order."""
@@ -65,7 +70,7 @@ def test_the_code_sft_stage_rejects_with_reasons_and_publishes_the_tests() -> No
             "tests": TESTS, "explanation": ""}  # fmt: skip
     bad = dict(good, id="b", solution=SOLUTION + "# Example usage\n", tests="",
                explanation="The tests show it works.")  # fmt: skip
-    out = coherent_batch([good, bad], None, ctx)
+    out = COHERENT.fn([good, bad], None, ctx)
     assert [r["id"] for r in out.kept] == ["a"]
     (rejected,) = out.rejected
     assert rejected["stage"] == "coherent"
@@ -100,3 +105,22 @@ def test_builtins_library_names_and_names_to_avoid_are_not_held_against_it() -> 
     )
     prose = "Unlike `reversed`, slicing copies; `str.join` is not needed; returns a `str`."
     assert python_dialog_problems(request, SOLUTION, TESTS, prose) == []
+
+
+def test_math_dialogs_whose_parts_disagree() -> None:
+    problem = "A shop sells 3 boxes of 4 pens each. How many pens is that?"
+    assert numbers_in("It costs $1,250.50, or 3/4 of 1,667.33; -2 is less.") == [
+        1250.5, 0.75, 1667.33, -2.0
+    ]  # fmt: skip
+    assert math_dialog_problems(problem, "3 × 4 = 12 pens in all.", 12) == []
+    assert math_dialog_problems(problem, "Half of 25 is 12.5, so 12.5 kg.", 12.5) == []
+    assert math_dialog_problems(problem, "3 × 5 = 15 pens.", 12) == [
+        "the worked solution never reaches the stated answer 12"
+    ]
+    assert math_dialog_problems(problem, "The program returns 3 * 4 = 12.", 12) == [
+        "the worked solution speaks of a program the answer does not show"
+    ]
+    asks_code = "Write a Python function that counts 3 boxes of 4 pens."
+    assert math_dialog_problems(asks_code, "3 × 4 = 12.", 12) == [
+        "the problem asks for code, and the answer is a worked solution"
+    ]

@@ -60,6 +60,7 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
         ("static", "zeta"),
         ("execute", "beta"),
         ("execute", "gamma"),
+        ("coherent", "iota"),
         ("judge", "epsilon"),
     }
     assert reasons[("problems", "delta")]["reason"].startswith("malformed model answer")
@@ -70,6 +71,9 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
     crash = reasons[("execute", "gamma")]
     assert crash["reason"].startswith("program crashed: ZeroDivisionError")
     assert crash["detail"]["exit_code"] != 0
+    assert reasons[("coherent", "iota")]["reason"] == (
+        "incoherent: the worked solution never reaches the stated answer 12"
+    )
     assert "not well-posed: the price is never given" in reasons[("judge", "epsilon")]["reason"]
     assert all(r["id"] and r["stage"] and r["reason"] for r in rejected)
 
@@ -82,8 +86,8 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
         "math_word_problems.executed": True,
         "math_word_problems.kept": True,
     }
-    # 8 problems + 2 re-asks of the malformed one + 3 judge calls
-    assert server.stats.chat_requests == funnel["llm_calls"] == 8 + 2 + 3
+    # 9 problems + 2 re-asks of the malformed one + 3 judge calls
+    assert server.stats.chat_requests == funnel["llm_calls"] == 9 + 2 + 3
 
     before = server.stats.chat_requests
     again = math_word_problems(p)
@@ -99,7 +103,7 @@ def test_without_the_judge_the_ill_posed_problem_is_kept(tmp_path, server, prefe
 
     p = MathParams(**{**SCENARIO.params(tmp_path, server.base_url), "well_posed_judge": False})
     summary = math_word_problems(p)
-    assert [s["stage"] for s in summary["stages"]][-1] == "execute"
+    assert [s["stage"] for s in summary["stages"]][-1] == "coherent"
     topics = sorted(r["metadata"]["topic"] for r in read_jsonl(Path(p.out) / "dataset.jsonl"))
     assert topics == ["alpha", "epsilon", "theta"]
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from tasks.core.records import record_id
 from tasks.curation.coherence import (
+    coherence_stage,
     drop_test_requests,
     python_dialog_problems,
     strip_dangling_comments,
@@ -140,22 +141,16 @@ def static_batch(
 # --- 5. coherence ---------------------------------------------------------------------------
 
 
-def coherent_batch(rows: list[dict[str, Any]], config: None, ctx: StageContext) -> StageResult:
+def coherent_dialog(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The example as it will be published must agree with itself: the code loses a tail
     of comments announcing tests that are not there, and a dialog whose request, code,
     tests and explanation disagree is rejected with the reasons
     (:mod:`tasks.curation.coherence`)."""
-    out = StageResult()
-    for row in rows:
-        record = dict(row, solution=strip_dangling_comments(row["solution"]))
-        problems = python_dialog_problems(
-            record["problem"], record["solution"], record["tests"], record.get("explanation", "")
-        )
-        if problems:
-            out.reject(record, ctx.stage, "incoherent: " + "; ".join(problems))
-        else:
-            out.kept.append(record)
-    return out
+    record = dict(row, solution=strip_dangling_comments(row["solution"]))
+    problems = python_dialog_problems(
+        record["problem"], record["solution"], record["tests"], record.get("explanation", "")
+    )
+    return record, problems
 
 
 # --- 6. judge ------------------------------------------------------------------------------
@@ -198,5 +193,5 @@ def parse_judgement(
 PROBLEMS = llm_stage("problems", parse_problem, schema=ProblemAnswer, asks=problem_asks)
 SOLUTIONS = llm_stage("solutions", parse_solution, asks=solution_asks)
 STATIC = Stage("static", static_batch)
-COHERENT = Stage("coherent", coherent_batch)
+COHERENT = coherence_stage(coherent_dialog)
 JUDGE = judge_stage("judge", parse_judgement, schema=JudgeAnswer)

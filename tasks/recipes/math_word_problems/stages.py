@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tasks.core.records import record_id
+from tasks.curation.coherence import coherence_stage, math_dialog_problems
 from tasks.execution.revise import sandbox_of
 from tasks.pipeline.llm_stage import Answer, LLMConfig, Rejected, judge_stage, llm_stage
 from tasks.pipeline.stage import Stage, StageContext, StageResult
@@ -157,7 +158,16 @@ def execute_batch(
     return out
 
 
-# --- 4. judge (optional) -------------------------------------------------------------------
+# --- 4. coherence ----------------------------------------------------------------------------
+
+
+def coherent_dialog(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The published dialog (problem; worked solution and "Answer: X") agrees with itself
+    (:func:`tasks.curation.coherence.math_dialog_problems`)."""
+    return row, math_dialog_problems(row["problem"], row["solution"], float(row["stated_value"]))
+
+
+# --- 5. judge (optional) -------------------------------------------------------------------
 
 
 class JudgeAnswer(BaseModel):
@@ -179,4 +189,5 @@ def parse_judgement(
 PROBLEMS = llm_stage("problems", parse_problem, schema=MathAnswer)
 STATIC = Stage("static", static_batch)
 EXECUTE = Stage("execute", execute_batch)
+COHERENT = coherence_stage(coherent_dialog)
 JUDGE = judge_stage("judge", parse_judgement, schema=JudgeAnswer)

@@ -1,6 +1,7 @@
 """The math word-problem recipe, scripted so every path happens once: kept at once, a
 wrong stated answer, a program that crashes, malformed JSON, a program with no solve(),
-a problem the judge finds ill-posed, a duplicate problem, and a second kept one."""
+a problem the judge finds ill-posed, a duplicate problem, a worked solution that does
+not reach its (verified) answer, and a second kept one."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from typing import Any
 from winnow.testing.llm_server import Rule, Script
 from winnow.testing.scenarios import Scenario, served_by, topics_file
 
-TOPICS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+TOPICS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
+RIGHT = "Three boxes of four pens make 3 × 4 = 12 pens."
 
 
-def problem(tag: str, program: str, answer: Any) -> str:
+def problem(tag: str, program: str, answer: Any, solution: str = RIGHT) -> str:
     return json.dumps(
         {
             "problem": f"[{tag}] A shop sells 3 boxes of 4 pens each. How many pens is that?",
-            "solution": "Three boxes of four pens make 3 × 4 = 12 pens.",
+            "solution": solution,
             "program": program,
             "answer": answer,
         }
@@ -49,6 +51,10 @@ def script() -> Script:
         Rule(pattern=r"problem about: epsilon", replies=[problem("epsilon", SOLVE, "12")]),
         Rule(pattern=r"problem about: eta", replies=[problem("alpha", SOLVE, 12)]),  # duplicate
         Rule(
+            pattern=r"problem about: iota",
+            replies=[problem("iota", SOLVE, 12, "Three boxes of five pens make 3 × 5 = 15.")],
+        ),
+        Rule(
             pattern=r"problem about: theta",
             replies=[problem("theta", "from fractions import Fraction\n\n\ndef solve():\n"
                      "    return Fraction(36, 3)\n", "12.0")],
@@ -73,10 +79,11 @@ SCENARIO = Scenario(
     script=script,
     params=params,
     funnel={
-        "problems": (8, 7, 1),  # delta: malformed JSON (asked 3 times)
-        "unique_problems": (7, 6, 1),  # eta repeats alpha
-        "static": (6, 5, 1),  # zeta: no solve()
-        "execute": (5, 3, 2),  # beta: wrong stated answer; gamma: crashes
+        "problems": (9, 8, 1),  # delta: malformed JSON (asked 3 times)
+        "unique_problems": (8, 7, 1),  # eta repeats alpha
+        "static": (7, 6, 1),  # zeta: no solve()
+        "execute": (6, 4, 2),  # beta: wrong stated answer; gamma: crashes
+        "coherent": (4, 3, 1),  # iota: its worked solution ends at 15, not 12
         "judge": (3, 2, 1),  # epsilon: ill-posed
     },
     kept=2,
