@@ -29,14 +29,16 @@ JUDGE_PASS = json.dumps({"correctness": "pass", "style": "pass", "reason": "fine
 WRONG_BETA = answer("beta", "return x + 1 if x < 5 else x")
 
 
+def judged(*rules: Rule) -> Script:
+    """A script whose judge passes everything, then ``rules`` (revisions first)."""
+    return Script(rules=[Rule(pattern=r"Grade two things", replies=[JUDGE_PASS]), *rules])
+
+
 def script() -> Script:
-    return Script(
-        rules=[
-            Rule(pattern=r"Grade two things", replies=[JUDGE_PASS]),
-            Rule(pattern=r"failed its checks.*\[beta\]", replies=[WRONG_BETA]),
-            Rule(pattern=r"\[alpha\]", replies=[answer("alpha", "return x + 1")]),
-            Rule(pattern=r"\[beta\]", replies=[WRONG_BETA]),
-        ]
+    return judged(
+        Rule(pattern=r"failed its checks.*\[beta\]", replies=[WRONG_BETA]),
+        Rule(pattern=r"\[alpha\]", replies=[answer("alpha", "return x + 1")]),
+        Rule(pattern=r"\[beta\]", replies=[WRONG_BETA]),
     )
 
 
@@ -97,34 +99,35 @@ C_WEAKER = gamma("return x + 1 + 0", "assert f_gamma(1) == 2")
 
 
 def agreement_script() -> Script:
-    return Script(
-        rules=[
-            Rule(pattern=r"Grade two things", replies=[JUDGE_PASS]),
-            Rule(pattern=r"failed its checks.*f_gamma\(5\) == 7", replies=[B_FIXED]),
-            Rule(pattern=r"failed its checks.*f_gamma\(0\) == 2", replies=[C_WEAKER]),
-            Rule(pattern=r"\[gamma\]", replies=[A, B, C]),
-        ]
+    return judged(
+        Rule(pattern=r"failed its checks.*f_gamma\(5\) == 7", replies=[B_FIXED]),
+        Rule(pattern=r"failed its checks.*f_gamma\(0\) == 2", replies=[C_WEAKER]),
+        Rule(pattern=r"\[gamma\]", replies=[A, B, C]),
+    )
+
+
+def own_problems(tmp_path: Path, server: LLMTestServer, problems: Path, **more: object):
+    from tasks.recipes.code_sft.recipe import CodeSFTParams
+
+    return CodeSFTParams(
+        out=str(tmp_path / "out"),
+        provider="openai-compatible",
+        model="test-model",
+        base_url=server.base_url,
+        problems=str(problems),
+        sandbox="bwrap",
+        **more,
     )
 
 
 @pytest.mark.slow
 def test_dual_agreement_judges_the_tests(tmp_path: Path, prefect_harness) -> None:
     from flows.code_sft import code_sft
-    from tasks.recipes.code_sft.recipe import CodeSFTParams
 
     problems = tmp_path / "problems.jsonl"
     problems.write_text(json.dumps({"id": "g", "problem": statement("gamma")}) + "\n")
     with LLMTestServer(agreement_script()) as server:
-        params = CodeSFTParams(
-            out=str(tmp_path / "out"),
-            provider="openai-compatible",
-            model="test-model",
-            base_url=server.base_url,
-            problems=str(problems),
-            n_solutions=3,
-            max_revision_rounds=1,
-            sandbox="bwrap",
-        )
+        params = own_problems(tmp_path, server, problems, n_solutions=3, max_revision_rounds=1)
         summary = code_sft(params)
         out = Path(params.out)
         kept = [json.loads(x) for x in (out / "dataset.jsonl").read_text().splitlines()]
@@ -160,20 +163,11 @@ def test_a_critical_diversity_gate_stops_same_problems_before_any_solution(
 ) -> None:
     from flows.code_sft import code_sft
     from tasks.gates.gx import GateFailed
-    from tasks.recipes.code_sft.recipe import CodeSFTParams
 
     problems = tmp_path / "same.jsonl"
     same = [f"Write `f_t{i:03d}(x: int) -> int` returning x plus {i}." for i in range(8)]
     problems.write_text("".join(json.dumps({"problem": p}) + "\n" for p in same))
-    params = CodeSFTParams(
-        out=str(tmp_path / "out"),
-        provider="openai-compatible",
-        model="test-model",
-        base_url=server.base_url,
-        problems=str(problems),
-        sandbox="bwrap",
-        diversity_gate="critical",
-    )
+    params = own_problems(tmp_path, server, problems, diversity_gate="critical")
     with pytest.raises(GateFailed, match="code_sft.diversity"):
         code_sft(params)
     assert server.stats.chat_requests == 0
