@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -57,17 +58,23 @@ class RichReporter:
 
 
 class LineReporter:
-    """Progress for logs and pipes: a line when a stage starts and when it ends."""
+    """Progress for logs and pipes: a line when a stage starts, one every ``every_s``
+    seconds while it advances (done / known so far: a chained stage learns its work as
+    the stage before it keeps rows), and one when it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_s: float = 30.0) -> None:
         self._done: dict[str, int] = {}
         self._total: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._every_s = every_s
         self._lock = threading.Lock()
 
     def start(self, stage: str, total: int) -> None:
         with self._lock:
             self._done[stage], self._total[stage] = 0, total
-        err.print(f"[{stage}] started: {total} to do", highlight=False, markup=False)
+            self._last[stage] = time.monotonic()
+        told = f"{total} to do" if total else "its work comes from the stage before"
+        self._line(f"[{stage}] started: {told}")
 
     def extend(self, stage: str, n: int) -> None:
         with self._lock:
@@ -75,10 +82,22 @@ class LineReporter:
 
     def advance(self, stage: str, n: int = 1) -> None:
         with self._lock:
-            self._done[stage] = self._done.get(stage, 0) + n
+            self._done[stage] = done = self._done.get(stage, 0) + n
+            now = time.monotonic()
+            if now - self._last.get(stage, 0.0) < self._every_s:
+                return
+            self._last[stage] = now
+            total = self._total.get(stage, 0)
+        self._line(f"[{stage}] {done}/{total} done")
 
     def finish(self, stage: str) -> None:
-        err.print(f"[{stage}] done", highlight=False, markup=False)
+        with self._lock:
+            done = self._done.get(stage, 0)
+        self._line(f"[{stage}] done ({done})")
+
+    @staticmethod
+    def _line(text: str) -> None:
+        err.print(text, highlight=False, markup=False)
 
 
 @contextmanager
