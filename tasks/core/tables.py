@@ -70,6 +70,28 @@ def table_columns(path: str | Path) -> list[str]:
     raise InputError(f"{path}: no rows")
 
 
+def texts_of(
+    path: str | Path, field: str, limit: int | None = None
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(source id, text, row)`` for each row of a table whose ``field`` holds a text (a
+    row without one is an :class:`InputError` naming it), at most ``limit``."""
+    for number, row in read_table(path, limit):
+        text = row.get(field)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{path}: row {number}: no {field!r} text")
+        yield source_id(row, number), text.strip(), row
+
+
+def check_fields(path: str | Path, fields: list[str]) -> None:
+    """Every field in ``fields`` is a column of the table (the error lists its columns)."""
+    columns = table_columns(path)
+    for field in fields:
+        if field not in columns:
+            raise InputError(
+                f"{path} has no field {field!r}; its fields: {', '.join(map(str, columns))}"
+            )
+
+
 def check_table(path: str | Path, required: list[str] | tuple[str, ...] = ()) -> int:
     """Read a whole table once, before anything is paid for: every row has the
     ``required`` fields (not null, not blank). The number of rows."""

@@ -171,3 +171,77 @@ def test_execution_outcomes_on_plain_rows() -> None:
     assert reasons["loop"].startswith("program timed out")
     assert reasons["printer"] == "computed answer is not a number: None"
     assert reasons["text"] == "computed answer is not a number: 'twelve'"
+
+
+def solved(tag: str, answer: int) -> str:
+    return json.dumps(
+        {
+            "solution": f"[{tag}] Three boxes of four pens make 3 × 4 = {answer} pens.",
+            "program": f"def solve():\n    return {answer}\n",
+            "answer": answer,
+        }
+    )
+
+
+@pytest.mark.slow
+def test_your_own_problems_are_solved_and_checked_against_their_answers(
+    tmp_path, prefect_harness
+) -> None:
+    """A CSV of problems with GSM8K-style reference answers: the model solves each (no
+    problem is generated), and a computed answer must match the reference too."""
+    import csv
+
+    from flows.math_word_problems import math_word_problems
+    from winnow.testing.llm_server import Rule, Script
+
+    problems = tmp_path / "problems.csv"
+    with problems.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["id", "question", "answer"])
+        writer.writeheader()
+        for tag, reference in (("q1", 12), ("q2", 13)):
+            question = f"[{tag}] A shop sells 3 boxes of 4 pens each. How many pens is that?"
+            writer.writerow({"id": tag, "question": question, "answer": f"3*4\n#### {reference}"})
+    script = Script(
+        rules=[
+            Rule(pattern=r"Problem: \[q1\]", replies=[solved("q1", 12)]),
+            Rule(pattern=r"Problem: \[q2\]", replies=[solved("q2", 12)]),
+        ]
+    )
+    with LLMTestServer(script) as server:
+        params = MathParams(
+            out=str(tmp_path / "out"),
+            provider="openai-compatible",
+            model="test-model",
+            base_url=server.base_url,
+            problems=str(problems),
+            problem_field="question",
+            answer_field="answer",
+            well_posed_judge=False,
+            sandbox="bwrap",
+        )
+        math_word_problems(params)
+        assert server.stats.chat_requests == 2  # one solution each, nothing generated
+    [kept] = read_jsonl(tmp_path / "out" / "dataset.jsonl")
+    assert kept["metadata"]["source_id"] == "q1" and kept["metadata"]["passed_reference_answer"]
+    assert kept["messages"][0]["content"].startswith("[q1] A shop sells")
+    [wrong] = read_jsonl(tmp_path / "out" / "rejected.jsonl")
+    assert wrong["stage"] == "execute" and wrong["record"]["source_id"] == "q2"
+    assert wrong["reason"] == "computed 12 but the reference answer is 13"
+
+
+def test_your_own_problems_are_read_with_their_reference_answers(tmp_path) -> None:
+    from tasks.core.jsonl import InputError
+    from tasks.recipes.math_word_problems.inputs import check_problems, problem_rows
+
+    path = tmp_path / "gsm.jsonl"
+    rows = [
+        {"question": "Janet has 16 eggs and eats 3. How many are left?", "answer": "16-3\n#### 13"},
+        {"question": "A robe takes 2 bolts and half that much more. How many?", "answer": 3},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    read = list(problem_rows(str(path), "question", "answer"))
+    assert [r["reference_answer"] for r in read] == ["13", "3"]
+    assert [r["source_id"] for r in read] == ["1", "2"] and read[0]["id"].startswith("m-")
+    assert check_problems(str(path), "question", None) == 2
+    with pytest.raises(InputError, match="no field 'solution'"):
+        check_problems(str(path), "question", "solution")

@@ -10,7 +10,7 @@ from typing import Any
 
 from tasks.core.jsonl import InputError
 from tasks.core.records import record_id
-from tasks.core.tables import read_table, source_id, table_columns
+from tasks.core.tables import check_fields, texts_of
 
 SNIPPET_SUFFIXES = {".py", ".php", ".js", ".ts", ".go", ".rs", ".java", ".c", ".cpp", ".rb"}
 MAX_SNIPPET_CHARS = 1200
@@ -49,14 +49,10 @@ def problem_rows(
     """The user's problems as the problems stage's rows (which it passes on without a
     request): the statement, the row it came from (``source_id``) and any reference
     tests, which the execute stage runs beside the candidate's own."""
-    for number, row in read_table(path, limit):
-        problem = row.get(problem_field)
-        if not isinstance(problem, str) or not problem.strip():
-            raise InputError(f"{path}: row {number}: no {problem_field!r} text")
-        problem = problem.strip()
+    for source, problem, row in texts_of(path, problem_field, limit):
         yield {
             "id": record_id("p", problem),
-            "source_id": source_id(row, number),
+            "source_id": source,
             "topic": str(row.get("topic") or ""),
             "difficulty": str(row.get("difficulty") or ""),
             "title": str(row.get("title") or ""),
@@ -70,12 +66,7 @@ def check_problems(
 ) -> int:
     """Read the problems once before anything is paid for: the fields exist, every row
     has a statement. The number of rows."""
-    columns = table_columns(path)
-    for field in [problem_field] + ([tests_field] if tests_field else []):
-        if field not in columns:
-            raise InputError(
-                f"{path} has no field {field!r}; its fields: {', '.join(map(str, columns))}"
-            )
+    check_fields(path, [problem_field] + ([tests_field] if tests_field else []))
     count = sum(1 for _ in problem_rows(path, problem_field, tests_field, limit))
     if count == 0:
         raise InputError(f"{path}: no rows")

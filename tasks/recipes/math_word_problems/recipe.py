@@ -15,6 +15,7 @@ from tasks.gates.gx import check_suites
 from tasks.pipeline.llm_stage import LLMConfig
 from tasks.pipeline.params import ProviderParams
 from tasks.recipes.math_word_problems.answers import show
+from tasks.recipes.math_word_problems.inputs import check_problems, problem_rows
 from tasks.recipes.math_word_problems.stages import ExecuteConfig, StaticConfig
 
 SUITES = [
@@ -34,6 +35,18 @@ class MathParams(SandboxParams, ProviderParams):
         "out/math-word-problems", description="output directory (published atomically)"
     )
     n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
+    problems: str | None = Field(
+        None,
+        description="your own word problems instead of generated ones, solved by the model: "
+        "a JSON Lines, Parquet or CSV file, or a folder saved by datasets' save_to_disk",
+    )
+    problem_field: str = Field("problem", description="the field of `problems` with the text")
+    answer_field: str | None = Field(
+        None,
+        description="a field of `problems` with reference answers (a number, or a worked "
+        "solution ending in '#### N'): a computed answer must match it too",
+    )
+    limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")
     topics_file: str | None = Field(
         None, description="one topic per line (default: prompts/math_word_problems/topics.txt)"
     )
@@ -53,6 +66,7 @@ class MathParams(SandboxParams, ProviderParams):
 
 class Plan(BaseModel):
     seeds: Any = None  # an iterator of seed rows (not serialised)
+    own_problems: bool = False  # the user's problems, solved (SOLVE), or generated ones
     problems: LLMConfig
     unique: ExactDedupConfig
     static: StaticConfig
@@ -67,11 +81,15 @@ def plan(params: MathParams) -> Plan:
     check_suites(SUITES)
     params.check_sandbox()
     params.check_providers(judge=params.well_posed_judge)
+    template, seeds = "math_word_problems/problem", None
+    if params.problems:
+        fields = (params.problems, params.problem_field, params.answer_field, params.limit)
+        check_problems(*fields)
+        template, seeds = "math_word_problems/solve", problem_rows(*fields)
     return Plan(
-        seeds=seed_rows(params.n_problems, topics, params.difficulties),
-        problems=params.generator_llm(
-            "math_word_problems/problem", seed=params.seed, max_tokens=params.max_tokens
-        ),
+        seeds=seeds or seed_rows(params.n_problems, topics, params.difficulties),
+        own_problems=seeds is not None,
+        problems=params.generator_llm(template, seed=params.seed, max_tokens=params.max_tokens),
         unique=ExactDedupConfig(fields=["problem"]),
         static=StaticConfig(),
         execute=ExecuteConfig(
@@ -99,6 +117,7 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
             "program": row["program"],
             "computed_answer": show(float(row["computed_answer"])),
             "stated_answer": row["stated_answer"],
+            "passed_reference_answer": bool(row.get("reference_answer")),
             "judge": row.get("judge") or {},
             "sandbox": row.get("sandbox", ""),
             "provenance": row.get("provenance", {}),

@@ -54,6 +54,25 @@ def parse_problem(seed: dict[str, Any], answer: Answer, config: LLMConfig) -> di
     }
 
 
+class SolvedAnswer(BaseModel):
+    """What the model must answer, as JSON, for a problem it is given."""
+
+    solution: str = Field(min_length=1, description="the worked solution, step by step")
+    program: str = Field(min_length=1, description="Python defining solve() -> the answer")
+    answer: int | float | str = Field(description="the final answer, a number")
+
+
+def parse_solved(row: dict[str, Any], answer: Answer, config: LLMConfig) -> dict[str, Any]:
+    """A problem the user brought, with the model's solution, program and answer."""
+    value = SolvedAnswer(**answer.value)  # type: ignore[arg-type]
+    return {
+        **row,
+        "solution": value.solution.strip(),
+        "program": value.program.strip() + "\n",
+        "stated_answer": str(value.answer),
+    }
+
+
 # --- 2. static checks ----------------------------------------------------------------------
 
 
@@ -154,6 +173,15 @@ def execute_batch(
             reason = f"computed {show(computed)} but stated {row['stated_answer']}"
             out.reject(dict(row, computed_answer=computed), ctx.stage, reason, detail)
             continue
+        reference = parse_number(row.get("reference_answer") or "")
+        if row.get("reference_answer") and (
+            reference is None or not same_answer(computed, reference, config.tolerance)
+        ):
+            reason = (
+                f"computed {show(computed)} but the reference answer is {row['reference_answer']}"
+            )
+            out.reject(dict(row, computed_answer=computed), ctx.stage, reason, detail)
+            continue
         out.kept.append(dict(row, computed_answer=computed, verified=True, sandbox=verdict.backend))
     return out
 
@@ -187,6 +215,7 @@ def parse_judgement(
 
 
 PROBLEMS = llm_stage("problems", parse_problem, schema=MathAnswer)
+SOLVE = llm_stage("problems", parse_solved, schema=SolvedAnswer)  # your own problems
 STATIC = Stage("static", static_batch)
 EXECUTE = Stage("execute", execute_batch)
 COHERENT = coherence_stage(coherent_dialog)
