@@ -25,7 +25,7 @@ def test_math_word_problems_on_the_embedded_model(tmp_path: Path, prefect_harnes
     out = Path(params.out)
     funnel = json.loads((out / "funnel.json").read_text())
     stages = [s["stage"] for s in funnel["stages"]]
-    assert stages == ["problems", "unique_problems", "static", "execute", "judge"]
+    assert stages == ["problems", "unique_problems", "static", "execute", "coherent", "judge"]
     for stage in funnel["stages"]:
         assert stage["n_in"] == stage["n_out"] + stage["n_rejected"], stage
     assert funnel["stages"][0]["n_in"] == 2
