@@ -2,11 +2,13 @@
 
 Models are asked for two fenced code blocks (solution, then tests). Small models often
 merge them into one block, or run out of tokens mid-block; both cases are handled here
-so a recoverable answer is not thrown away, and an unrecoverable one says why.
+so a recoverable answer is not thrown away (a test block cut mid-statement keeps its whole
+statements), and an unrecoverable one says why.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 from pydantic import BaseModel
@@ -56,7 +58,8 @@ def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
     if len(blocks) >= 2:
         if language == "php":
             return _php_two_blocks(blocks[0], blocks[1])
-        return Extracted(solution=blocks[0].rstrip() + "\n", tests=blocks[1].rstrip() + "\n")
+        tests = whole_statements(blocks[1])
+        return Extracted(solution=blocks[0].rstrip() + "\n", tests=tests.rstrip() + "\n")
     block = blocks[0]
     match = _TEST_START[language].search(block)
     if not match or match.start() == 0:
@@ -64,7 +67,29 @@ def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
     solution, tests = block[: match.start()], block[match.start() :]
     if not solution.strip():
         raise ExtractError("the answer has tests but no solution")
+    if language == "python":
+        tests = whole_statements(tests)
     return Extracted(solution=solution.rstrip() + "\n", tests=tests.rstrip() + "\n")
+
+
+def whole_statements(tests: str) -> str:
+    """Python tests cut off mid-statement (the answer ran out of tokens) without the cut
+    statement: the longest run of whole lines from the start that parses, if it still
+    holds a statement; otherwise the tests as they were (their parse error is reported)."""
+    try:
+        ast.parse(tests)
+        return tests
+    except (SyntaxError, ValueError):
+        pass
+    lines = tests.splitlines()
+    for end in range(len(lines) - 1, 0, -1):
+        head = "\n".join(lines[:end])
+        try:
+            tree = ast.parse(head)
+        except (SyntaxError, ValueError):
+            continue
+        return head if tree.body else tests
+    return tests
 
 
 def _php_two_blocks(first: str, second: str) -> Extracted:

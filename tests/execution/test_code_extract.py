@@ -30,7 +30,7 @@ def test_truncated_answer_keeps_what_it_has() -> None:
         f"{FENCE}python\nassert f(1) == 1\nassert f("
     )
     got = split_solution_and_tests(text)
-    assert got.tests.endswith("assert f(\n")  # left for the parser to reject, then revision
+    assert got.tests == "assert f(1) == 1\n"  # the cut statement is dropped
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,17 @@ def test_unusable_answers_say_why(text: str, message: str) -> None:
 def test_count_assertions() -> None:
     assert count_assertions("assert a\n  assert b\nx = 'assert'\n") == 2
     assert count_assertions("assert($a === 1);\nassert ($b);", "php") == 2
+
+
+def test_tests_cut_mid_statement_keep_their_whole_statements() -> None:
+    """An answer that ran out of tokens inside its last assert keeps the asserts before
+    it; tests that are broken from the start are left as they are (and fail to parse)."""
+    cut = (
+        "```python\ndef f(x):\n    return x + 1\n```\n"
+        '```python\nassert f(1) == 2, "one"\nassert f(2) == 3\nassert f(5) == (6,\n'
+    )
+    assert split_solution_and_tests(cut).tests == 'assert f(1) == 2, "one"\nassert f(2) == 3\n'
+    one_block = "```python\ndef f(x):\n    return x + 1\n\nassert f(1) == 2\nassert f(2) ==\n"
+    assert split_solution_and_tests(one_block).tests == "assert f(1) == 2\n"
+    broken = "```python\ndef f(x):\n    return x\n```\n```python\nassert f(1 ==\n```"
+    assert split_solution_and_tests(broken).tests == "assert f(1 ==\n"
