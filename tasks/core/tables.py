@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,17 @@ def check_fields(path: str | Path, fields: list[str]) -> None:
             raise InputError(
                 f"{path} has no field {field!r}; its fields: {', '.join(map(str, columns))}"
             )
+
+
+def count_checked(path: str | Path, fields: list[str], rows: Iterable[Any]) -> int:
+    """Check that ``fields`` are columns of the table, then read ``rows`` (made from it)
+    once to the end, so that a bad row stops the run before anything is paid for; their
+    number, which must not be 0."""
+    check_fields(path, fields)
+    count = sum(1 for _ in rows)
+    if count == 0:
+        raise InputError(f"{path}: no rows")
+    return count
 
 
 def check_table(path: str | Path, required: list[str] | tuple[str, ...] = ()) -> int:

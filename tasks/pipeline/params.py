@@ -154,3 +154,15 @@ class ProviderParams(RuntimeParams):
             return self.judge_api_key_secret
         same = self.judge_provider is None or self.judge_provider == self.provider
         return self.api_key_secret if same else None
+
+
+class OwnProblemsParams(BaseModel):
+    """A recipe that can take the user's own problems instead of generating them."""
+
+    problems: str | None = Field(
+        None,
+        description="your own problems instead of generated ones: a JSON Lines, Parquet or "
+        "CSV file, or a folder saved by datasets' save_to_disk (an 'id' field names the row)",
+    )
+    problem_field: str = Field("problem", description="the field of `problems` with the text")
+    limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")

@@ -10,7 +10,7 @@ from typing import Any
 
 from tasks.core.jsonl import InputError
 from tasks.core.records import record_id
-from tasks.core.tables import check_fields, texts_of
+from tasks.core.tables import count_checked, texts_of
 
 SNIPPET_SUFFIXES = {".py", ".php", ".js", ".ts", ".go", ".rs", ".java", ".c", ".cpp", ".rb"}
 MAX_SNIPPET_CHARS = 1200
@@ -66,8 +66,5 @@ def check_problems(
 ) -> int:
     """Read the problems once before anything is paid for: the fields exist, every row
     has a statement. The number of rows."""
-    check_fields(path, [problem_field] + ([tests_field] if tests_field else []))
-    count = sum(1 for _ in problem_rows(path, problem_field, tests_field, limit))
-    if count == 0:
-        raise InputError(f"{path}: no rows")
-    return count
+    fields = [problem_field] + ([tests_field] if tests_field else [])
+    return count_checked(path, fields, problem_rows(path, problem_field, tests_field, limit))

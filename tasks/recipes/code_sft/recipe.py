@@ -16,7 +16,7 @@ from tasks.execution.revise import ExecuteConfig
 from tasks.gates.gx import check_suites
 from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.pipeline.llm_stage import LLMConfig
-from tasks.pipeline.params import ProviderParams
+from tasks.pipeline.params import OwnProblemsParams, ProviderParams
 from tasks.pipeline.publish import preference_pairs, revision_summary
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import StageOutput
@@ -36,23 +36,16 @@ SUITES = [
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2, "n_solutions": 2, "max_revision_rounds": 1}
 
 
-class CodeSFTParams(CurationParams, SandboxParams, ProviderParams):
+class CodeSFTParams(CurationParams, SandboxParams, OwnProblemsParams, ProviderParams):
     """Parameters of the code SFT recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/code-sft", description="output directory (published atomically)")
     n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
-    problems: str | None = Field(
-        None,
-        description="your own problems instead of generated ones: a JSON Lines, Parquet or "
-        "CSV file, or a folder saved by datasets' save_to_disk (an 'id' field names the row)",
-    )
-    problem_field: str = Field("problem", description="the field of `problems` with the text")
     tests_field: str | None = Field(
         None,
         description="a field of `problems` with reference tests (code, or a list of asserts), "
         "run beside each candidate's own",
     )
-    limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")
     topics_file: str | None = Field(None, description="one topic per line (default: built-in list)")
     snippets: str | None = Field(
         None, description="file or folder of code snippets to seed problems"

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.core.jsonl import InputError
 from tasks.core.records import record_id
-from tasks.core.tables import check_fields, texts_of
+from tasks.core.tables import count_checked, texts_of
 
 
 def reference_text(value: Any) -> str:
@@ -39,8 +38,5 @@ def check_problems(
     path: str, problem_field: str, answer_field: str | None, limit: int | None = None
 ) -> int:
     """Read the problems once before anything is paid for; the number of rows."""
-    check_fields(path, [problem_field] + ([answer_field] if answer_field else []))
-    count = sum(1 for _ in problem_rows(path, problem_field, answer_field, limit))
-    if count == 0:
-        raise InputError(f"{path}: no rows")
-    return count
+    fields = [problem_field] + ([answer_field] if answer_field else [])
+    return count_checked(path, fields, problem_rows(path, problem_field, answer_field, limit))

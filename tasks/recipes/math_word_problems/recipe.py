@@ -13,7 +13,7 @@ from tasks.curation.exact import ExactDedupConfig
 from tasks.execution.params import SandboxParams
 from tasks.gates.gx import check_suites
 from tasks.pipeline.llm_stage import LLMConfig
-from tasks.pipeline.params import ProviderParams
+from tasks.pipeline.params import OwnProblemsParams, ProviderParams
 from tasks.recipes.math_word_problems.answers import show
 from tasks.recipes.math_word_problems.inputs import check_problems, problem_rows
 from tasks.recipes.math_word_problems.stages import ExecuteConfig, StaticConfig
@@ -28,25 +28,18 @@ SUITES = [
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2}
 
 
-class MathParams(SandboxParams, ProviderParams):
+class MathParams(SandboxParams, OwnProblemsParams, ProviderParams):
     """Parameters of the math word-problem recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field(
         "out/math-word-problems", description="output directory (published atomically)"
     )
     n_problems: int = Field(8, ge=1, le=1_000_000, description="problems to generate")
-    problems: str | None = Field(
-        None,
-        description="your own word problems instead of generated ones, solved by the model: "
-        "a JSON Lines, Parquet or CSV file, or a folder saved by datasets' save_to_disk",
-    )
-    problem_field: str = Field("problem", description="the field of `problems` with the text")
     answer_field: str | None = Field(
         None,
         description="a field of `problems` with reference answers (a number, or a worked "
         "solution ending in '#### N'): a computed answer must match it too",
     )
-    limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")
     topics_file: str | None = Field(
         None, description="one topic per line (default: prompts/math_word_problems/topics.txt)"
     )
