@@ -5,12 +5,14 @@ translation recipe on PHP (``language="php"``)."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.execution.agreement import cross_run, revised_tests_problem
+from tasks.execution.agreement import Agreement, cross_run, revised_tests_problem
 from tasks.execution.extract import ExtractError, split_solution_and_tests
 from tasks.pipeline.llm_stage import Ask, LLMConfig, ask
 from tasks.pipeline.stage import Stage, StageContext, StageResult
@@ -84,15 +86,16 @@ def cross_check(rows: list[dict[str, Any]], config: ExecuteConfig) -> Consensus:
     limits = config.limits.model_copy(
         update={"wall_s": min(config.limits.wall_s, 10.0), "cpu_s": min(config.limits.cpu_s, 5.0)}
     )
-    for problem_id, group in by_problem.items():
-        if len(group) < 2:
-            continue
-        found = cross_run(
-            [r["solution"] for r in group],
-            [r["tests"] for r in group],
-            sandbox_of(config.sandbox),
-            limits,
-        )
+    groups = [(pid, group) for pid, group in by_problem.items() if len(group) >= 2]
+
+    def decide(group: list[dict[str, Any]]) -> Agreement:
+        solutions, tests = [r["solution"] for r in group], [r["tests"] for r in group]
+        return cross_run(solutions, tests, sandbox_of(config.sandbox), limits)
+
+    # each run is its own sandboxed process: the problems of a batch run side by side
+    with ThreadPoolExecutor(max_workers=max(1, min(len(groups), os.cpu_count() or 1))) as pool:
+        decisions = list(pool.map(decide, [group for _, group in groups]))
+    for (problem_id, group), found in zip(groups, decisions, strict=True):
         if found.decided:
             consensus[problem_id] = [group[j]["solution"] for j in found.consensus]
         for c, row in enumerate(group):
