@@ -205,7 +205,9 @@ def main() -> None:
           report["lift"], report["yield_per_candidate"], report["share_fixed_by_revision"]]],
     )  # fmt: skip
     results = ROOT / "benchmarks" / "results"
-    name = f"precision-code-{report['date']}-{'dual' if args.dual_agreement else 'plain'}.json"
+    span = f"-from{args.offset}" if args.offset else ""
+    mode = "dual" if args.dual_agreement else "plain"
+    name = f"precision-code-{report['date']}-{mode}{span}.json"
     (results / name).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: benchmarks/results/{name}")
 
