@@ -21,10 +21,10 @@ def test_code_sft_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None
 
     params = CodeSFTParams(
         out=str(tmp_path / "out"),
-        n_problems=2,
+        n_problems=3,
         n_solutions=2,
         max_revision_rounds=1,
-        solution_max_tokens=450,
+        solution_max_tokens=600,
         difficulties=["easy"],
         sandbox="bwrap",
     )
