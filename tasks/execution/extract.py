@@ -58,7 +58,7 @@ def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
     if len(blocks) >= 2:
         if language == "php":
             return _php_two_blocks(blocks[0], blocks[1])
-        tests = whole_statements(blocks[1])
+        tests = whole_statements(blocks[1]) if _cut_off(text) else blocks[1]
         return Extracted(solution=blocks[0].rstrip() + "\n", tests=tests.rstrip() + "\n")
     block = blocks[0]
     match = _TEST_START[language].search(block)
@@ -67,9 +67,16 @@ def split_solution_and_tests(text: str, language: str = "python") -> Extracted:
     solution, tests = block[: match.start()], block[match.start() :]
     if not solution.strip():
         raise ExtractError("the answer has tests but no solution")
-    if language == "python":
+    if language == "python" and _cut_off(text):
         tests = whole_statements(tests)
     return Extracted(solution=solution.rstrip() + "\n", tests=tests.rstrip() + "\n")
+
+
+def _cut_off(text: str) -> bool:
+    """The answer stopped inside a fenced block (it ran out of tokens): an odd number of
+    fences. Only then may a broken last statement be dropped; tests broken anywhere else
+    stay broken, fail to parse and go to revision."""
+    return text.count("```") % 2 == 1
 
 
 def whole_statements(tests: str) -> str:

@@ -62,3 +62,11 @@ def test_tests_cut_mid_statement_keep_their_whole_statements() -> None:
     assert split_solution_and_tests(one_block).tests == "assert f(1) == 2\n"
     broken = "```python\ndef f(x):\n    return x\n```\n```python\nassert f(1 ==\n```"
     assert split_solution_and_tests(broken).tests == "assert f(1 ==\n"
+    # a finished answer with a broken test in the middle keeps it (it goes to revision)
+    middle = (
+        "```python\ndef f(x):\n    return x\n```\n"
+        "```python\nassert f(1) == 1\nassert f(\nassert f(2) == 2\n```"
+    )
+    assert (
+        split_solution_and_tests(middle).tests == "assert f(1) == 1\nassert f(\nassert f(2) == 2\n"
+    )
