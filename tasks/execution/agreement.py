@@ -15,6 +15,13 @@ solutions form it. Its cases are the *agreed tests*. Then, for each candidate:
 - a revised test must still test: at least as many cases as before, each passed by the
   consensus solutions.
 
+When no two solutions agree, nothing says which candidate is right. A candidate whose
+solution fails a case that another candidate's solution passes is then *disputed*: its
+code and some other candidate's code contradict each other on an input, and keeping both
+keeps at least one wrong example (on HumanEval, such disputes were where every kept
+failure came from). The execute stage rejects disputed candidates; an undisputed one (it
+passes every case any solution passes) is kept as before.
+
 One sandbox run per solution (every test block's cases run in it, each in its own
 namespace, each caught on its own), so a problem costs N runs, not N². Python only.
 """
@@ -137,6 +144,14 @@ class Agreement:
             if i != c and not self.blocks[i].setup.strip() and case not in own and case not in out:
                 out.append(case)
         return out
+
+    def disputed_cases(self, c: int) -> list[str]:
+        """With no consensus, the other candidates' cases that some other solution passes
+        and candidate ``c``'s solution fails."""
+        if self.decided or len(self.passes) < 2:
+            return []
+        others = set().union(*(p for j, p in enumerate(self.passes) if j != c))
+        return [self.blocks[i].cases[k] for i, k in sorted(others - self.passes[c]) if i != c]
 
     def evidence(self, c: int) -> str:
         """What the revision prompt is told about candidate ``c``'s code and tests."""

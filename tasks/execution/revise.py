@@ -33,6 +33,12 @@ class ExecuteConfig(BaseModel):
         "(Python, N ≥ 2): agreed tests are run beside each one's own, suspect tests are "
         "named in the revision prompt, and a revised test must still pass the agreeing code",
     )
+    reject_disputed: bool = Field(
+        True,
+        description="with dual agreement and no two solutions agreeing, reject a candidate "
+        "whose code fails a test case that another candidate's code passes (the two "
+        "contradict each other and nothing says which is right)",
+    )
 
 
 @lru_cache(maxsize=4)
@@ -108,6 +114,7 @@ def cross_check(rows: list[dict[str, Any]], config: ExecuteConfig) -> Consensus:
                 "candidates": len(group),
                 "agreed_cases": len(found.agreed),
                 "suspect": found.suspect_cases(c),
+                "disputed": found.disputed_cases(c),
             }
     return consensus
 
@@ -121,6 +128,8 @@ def execute_and_revise(
     out = StageResult()
     pending = [dict(r, attempts=[]) for r in rows]
     consensus = cross_check(pending, config)
+    if config.reject_disputed:
+        pending = _drop_disputed(pending, out)
     for round_ in range(config.max_rounds + 1):
         cases = [Case(id=r["id"], solution=r["solution"], tests=all_tests(r)) for r in pending]
         verdicts = verify_cases(
@@ -163,6 +172,25 @@ def execute_and_revise(
             break
         pending = _revise(failing, config, out, ctx, consensus)
     return out
+
+
+def _drop_disputed(rows: list[dict[str, Any]], out: StageResult) -> list[dict[str, Any]]:
+    """Reject the candidates that contradict another one with no consensus to settle it."""
+    keep = []
+    for row in rows:
+        disputed = (row.get("agreement") or {}).get("disputed") or []
+        if not disputed:
+            keep.append(row)
+            continue
+        n = row["agreement"]["candidates"]
+        out.reject(
+            row,
+            "execute",
+            f"disputed: no two of {n} solutions agree, and this one fails "
+            f"{len(disputed)} test case(s) another solution passes, e.g. {disputed[0][:200]}",
+            {"rounds": 0, "disputed": disputed[:5]},
+        )
+    return keep
 
 
 def _revise(
@@ -213,5 +241,5 @@ def _with_evidence(text: str, row: dict[str, Any]) -> str:
     return f"{text}\n\n{evidence}" if evidence else text
 
 
-# version 2: dual agreement (tasks/execution/agreement.py, another module)
-EXECUTE = Stage("execute", execute_and_revise, version="2")
+# version 3: disputed candidates rejected (tasks/execution/agreement.py, another module)
+EXECUTE = Stage("execute", execute_and_revise, version="3")

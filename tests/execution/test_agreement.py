@@ -79,6 +79,22 @@ def test_no_consensus_without_two_agreeing_solutions() -> None:
     assert not alone.decided and alone.evidence(0) == "" and alone.agreed_from_others(0) == []
 
 
+def test_with_no_consensus_solutions_that_contradict_each_other_are_disputed() -> None:
+    # 0: right code, right test; 1: wrong code, a test matching it; 2: crashes on import
+    blocks = [split_tests(t) for t in (TESTS[0], TESTS[3], "assert add(9, 1) == 10\n")]
+    found = decide([{(0, 0), (0, 1), (2, 0)}, {(0, 1), (1, 0), (1, 1)}, set()], blocks)
+    assert not found.decided
+    assert found.disputed_cases(0) == ["assert add(3, 1) == 2", "assert add(5, 5) == 0"]
+    assert found.disputed_cases(1) == ["assert add(1, 2) == 3", "assert add(9, 1) == 10"]
+    assert found.disputed_cases(2) != []  # fails what the others pass
+    # a solution that passes every case any other passes contradicts no one
+    alone = decide([{(0, 0), (0, 1), (1, 1)}, {(1, 1)}], blocks[:2])
+    assert not alone.decided and alone.disputed_cases(0) == []
+    assert alone.disputed_cases(1) == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]
+    # a consensus settles it: no disputes, the agreed cases do the work
+    assert decide(by_hand(), [split_tests(t) for t in TESTS]).disputed_cases(3) == []
+
+
 @pytest.mark.slow
 def test_cross_run_in_the_sandbox_decides_as_worked_out(bwrap_sandbox: Sandbox) -> None:
     agreement = cross_run(SOLUTIONS, TESTS, bwrap_sandbox, LIMITS)

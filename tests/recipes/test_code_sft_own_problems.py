@@ -157,6 +157,43 @@ def test_dual_agreement_judges_the_tests(tmp_path: Path, prefect_harness) -> Non
         assert loose["kept"] == 3
 
 
+# Two candidates of one problem that contradict each other, and no third to settle it.
+D_RIGHT = "Adds one.\n```python\ndef f_delta(x: int) -> int:\n    return x + 1\n```\n" + (
+    "```python\nassert f_delta(1) == 2\n```"
+)
+D_WRONG = D_RIGHT.replace("x + 1", "x + 2").replace("== 2", "== 3")
+
+
+@pytest.mark.slow
+def test_candidates_that_contradict_each_other_with_no_consensus_are_rejected(
+    tmp_path: Path, prefect_harness
+) -> None:
+    from flows.code_sft import code_sft
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({"id": "d", "problem": statement("delta")}) + "\n")
+    script = judged(Rule(pattern=r"\[delta\]", replies=[D_RIGHT, D_WRONG]))
+    with LLMTestServer(script) as server:
+        params = own_problems(tmp_path, server, problems, n_solutions=2, max_revision_rounds=1)
+        summary = code_sft(params)
+        out = Path(params.out)
+        rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+        assert summary["kept"] == 0 and len(rejected) == 2
+        assert {r["stage"] for r in rejected} == {"execute"}
+        assert all(
+            r["reason"].startswith("disputed: no two of 2 solutions agree") for r in rejected
+        )
+        assert {r["detail"]["disputed"][0] for r in rejected} == {
+            "assert f_delta(1) == 2",
+            "assert f_delta(1) == 3",
+        }
+        assert server.stats.chat_requests == 2  # no revision, no judge was paid for
+
+        # turned off, each passes its own test and both are kept
+        loose = code_sft(params.model_copy(update={"reject_disputed": False}))
+        assert loose["kept"] == 2
+
+
 @pytest.mark.slow
 def test_a_critical_diversity_gate_stops_same_problems_before_any_solution(
     tmp_path: Path, server, prefect_harness

@@ -82,6 +82,11 @@ class CodeSFTParams(CurationParams, SandboxParams, OwnProblemsParams, ProviderPa
         description="judge the tests too: each candidate's code runs against every "
         "candidate's tests, and the cases the most code agrees on are trusted (CodeT)",
     )
+    reject_disputed: bool = Field(
+        True,
+        description="with dual agreement, when no two solutions agree, reject a candidate "
+        "whose code fails a test case another candidate's code passes",
+    )
     lint_policy: Literal["revise", "reject", "report"] = Field(
         "revise",
         description="parse/lint failures: revise the code, reject it, or (lint) only report",
@@ -150,6 +155,7 @@ def plan(params: CodeSFTParams) -> Plan:
             strict_lint=params.lint_policy == "revise",
             limits=params.limits(),
             dual_agreement=params.dual_agreement,
+            reject_disputed=params.reject_disputed,
         ),
         judge=JudgeConfig(llm=params.judge_llm("code_sft/judge"), min_score=params.min_judge_score),
         dedup=ExactDedupConfig(fields=["problem", "solution"], strip_comments=True),
