@@ -16,6 +16,10 @@ For a math word problem (the answer is a worked solution and "Answer: X"): the w
 solution reaches the stated answer, does not speak of a program the answer does not
 show, and the problem does not ask for code.
 
+For a RAG answer (its context is in the user turn): a numeric question gets a number, an
+answer does not call on knowledge outside the context or guess past its own abstention,
+and it is an answer, not a question back.
+
 Each failed check is one short reason; the recipe's ``coherent`` stage
 (:func:`coherence_stage`) rejects the example with them.
 """
@@ -181,6 +185,45 @@ def math_dialog_problems(problem: str, solution: str, stated: float) -> list[str
         problems.append("the worked solution speaks of a program the answer does not show")
     if _ASKS_FOR_CODE.search(problem):
         problems.append("the problem asks for code, and the answer is a worked solution")
+    return problems
+
+
+# --- RAG question answering ------------------------------------------------------------------
+
+_NUMBER_WORDS = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundred|thousand|million|billion|half|dozen|once|twice|first|second|third)\b",
+    re.IGNORECASE,
+)
+_OUTSIDE_KNOWLEDGE = re.compile(
+    r"\b(?:general knowledge|my (?:own )?knowledge|as an ai|(?:it is |it's )?(?:widely|commonly) "
+    r"known|from outside the (?:context|passage)|not (?:in|from) the (?:context|passage),? but)\b",
+    re.IGNORECASE,
+)
+_GUESS = re.compile(
+    r"\b(?:but|however|although)\b[^.]*\b(?:likely|probably|presumably|perhaps|may have|"
+    r"might|I (?:would )?guess)\b",
+    re.IGNORECASE,
+)
+
+
+def rag_dialog_problems(question: str, kind: str, answer: str, abstained: bool) -> list[str]:
+    """Why a RAG answer does not fit its question and its context-only instruction; empty
+    when they agree."""
+    problems = []
+    if kind == "numeric" and not abstained:
+        if not re.search(r"\d", answer) and not _NUMBER_WORDS.search(answer):
+            problems.append("a numeric question answered without a number")
+    if _OUTSIDE_KNOWLEDGE.search(answer):
+        problems.append("the answer calls on knowledge outside the context")
+    if abstained and _GUESS.search(answer):
+        problems.append("the answer says the context does not say, then guesses")
+    squash = functools.partial(re.sub, r"\W+", " ")
+    if (
+        answer.rstrip().endswith("?")
+        or squash(answer).strip().lower() == squash(question).strip().lower()
+    ):
+        problems.append("the answer is a question, not an answer")
     return problems
 
 

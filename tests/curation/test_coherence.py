@@ -7,6 +7,7 @@ from tasks.curation.coherence import (
     math_dialog_problems,
     numbers_in,
     python_dialog_problems,
+    rag_dialog_problems,
     strip_dangling_comments,
 )
 from tasks.pipeline.stage import RunInfo, StageContext
@@ -124,3 +125,42 @@ def test_math_dialogs_whose_parts_disagree() -> None:
     assert math_dialog_problems(asks_code, "3 × 4 = 12.", 12) == [
         "the problem asks for code, and the answer is a worked solution"
     ]
+
+
+def test_rag_answers_that_do_not_fit_their_question_or_their_context() -> None:
+    q = "How many bridges cross the river?"
+    assert rag_dialog_problems(q, "numeric", "Seven bridges cross it.", False) == []
+    assert rag_dialog_problems(q, "numeric", "There are 7 bridges.", False) == []
+    assert rag_dialog_problems(q, "numeric", "Several bridges cross it.", False) == [
+        "a numeric question answered without a number"
+    ]
+    assert rag_dialog_problems(q, "numeric", "The context does not say.", True) == []
+    assert rag_dialog_problems(q, "factual", "From general knowledge, 7 bridges.", False) == [
+        "the answer calls on knowledge outside the context"
+    ]
+    guess = "The context does not say, but it was probably built in 1890."
+    assert rag_dialog_problems("When was it built?", "unanswerable", guess, True) == [
+        "the answer says the context does not say, then guesses"
+    ]
+    assert rag_dialog_problems(q, "factual", "how many bridges cross the river", False) == [
+        "the answer is a question, not an answer"
+    ]
+    assert rag_dialog_problems(q, "factual", "Which bridge do you mean?", False) == [
+        "the answer is a question, not an answer"
+    ]
+
+
+def test_the_rag_answer_stage_rejects_an_incoherent_answer_with_its_reason() -> None:
+    from tasks.llm.base import ChatResult
+    from tasks.pipeline.llm_stage import Answer
+    from tasks.recipes.rag_qa.stages import AnswersConfig, parse_answer
+
+    def said(text: str) -> Answer:
+        return Answer(results=[ChatResult(key="k", text=text)])
+
+    row = {"question": "How many bridges cross the river?", "kind": "numeric"}
+    config = AnswersConfig.model_construct(check_abstention=True)
+    kept = parse_answer(row, said("Seven."), config)
+    assert kept["answer"] == "Seven."
+    rejected = parse_answer(row, said("Several."), config)
+    assert rejected.reason == "incoherent: a numeric question answered without a number"

@@ -95,3 +95,43 @@ def test_scripted_code_sft_answers_pass_the_recipe_checks(tmp_path: Path) -> Non
 
     verdicts = verify_cases(cases, "python", BwrapSandbox())
     assert [v.passed for v in verdicts] == expected
+
+
+# HumanEval-style checks, translated to PHP by the PHP precision benchmark.
+CHECK = '''
+def check(candidate):
+    """A docstring is skipped."""
+    assert candidate([1.0, 2.0], 0.5) == [1.5, 2.5]
+    assert candidate([], 1) == []
+    assert abs(candidate([2], 0.25)[0] - 2.25) < 1e-6
+    assert candidate([3], 0) == (3,)
+    assert not candidate([1], 1) == [1]
+    assert True
+    for x in range(3):
+        assert candidate([x], 0) == [x]
+'''
+
+
+def run_php(source: str) -> int:
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".php") as f:
+        f.write(source)
+        f.flush()
+        return subprocess.run(["php", "-n", f.name], capture_output=True).returncode
+
+
+def test_humaneval_checks_become_php_checks_that_follow_python_equality() -> None:
+    from _php_reference import php_function_name, php_reference_tests
+
+    right = "<?php\nfunction shiftAll(array $xs, float $d): array {\n"
+    right += "    return array_map(fn($x) => $x + $d, $xs);\n}\n"
+    name = php_function_name(right, "shift_all")
+    assert name == "shiftAll"
+    tests = php_reference_tests(CHECK, name)
+    assert (tests.checks, tests.left_out) == (5, 1)  # the loop is left out, and counted
+    assert run_php(right + tests.program) == 0  # 3 == 3.0, a tuple is a list
+    wrong = right.replace("$x + $d", "$x - $d")
+    assert run_php(wrong + tests.program) == 1
+    assert php_function_name("<?php\nfunction a() {}\nfunction b() {}\n", "c") is None

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tasks.curation.coherence import rag_dialog_problems
 from tasks.pipeline.llm_stage import (
     Answer,
     Ask,
@@ -155,6 +156,9 @@ def parse_answer(
         return Rejected("unanswerable question answered as if the context said", record=record)
     if config.check_abstention and row["kind"] != "unanswerable" and record["abstained"]:
         return Rejected(f"declined a {row['kind']} question the context answers", record=record)
+    incoherent = rag_dialog_problems(row["question"], row["kind"], text, record["abstained"])
+    if incoherent:
+        return Rejected("incoherent: " + "; ".join(incoherent), record=record)
     return record
 
 
