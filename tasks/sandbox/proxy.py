@@ -145,6 +145,9 @@ class DockerProxy:
     def decide(self, request: Request) -> Decision:
         """The request to forward, or :class:`Refused`."""
         method, path = request.method, request.path
+        raw_path = urlsplit(request.target).path
+        if any(part in raw_path for part in ("%", "..", "//")) or not raw_path.startswith("/"):
+            raise Refused("escaped, relative or doubled paths are not allowed")
         query = urlsplit(request.target).query
         keep = Decision(target=request.target, body=request.body)
         if method in ("GET", "HEAD") and path in ("/_ping", "/version"):

@@ -125,11 +125,15 @@ def proxy_request(method: str, path: str) -> Request:
         ("POST", "/v1.41/swarm/init"),
         ("POST", "/v1.41/plugins/pull"),
         ("POST", "/v1.41/session"),
+        ("POST", "/v1.41/containers/abc%2Fexec"),
+        ("POST", "/v1.41/containers/create/../../build"),
+        ("POST", "//v1.41/build"),
+        ("POST", "http://docker/v1.41/build"),
     ],
 )
 def test_everything_else_is_refused_before_the_engine_is_asked(method, path) -> None:
     proxy = DockerProxy("tcp://127.0.0.1:0", "unix:///nonexistent.sock")
-    with pytest.raises(Refused, match="not part of the sandbox's API"):
+    with pytest.raises(Refused, match="not part of the sandbox's API|paths are not allowed"):
         proxy.decide(proxy_request(method, path))
 
 
@@ -240,3 +244,37 @@ def test_what_would_give_the_host_away_is_refused_by_the_engine_path(
     finally:
         direct.api.remove_container(bystander, force=True)
     assert os.path.exists(proxy.address.removeprefix("unix://"))
+
+
+@pytest.mark.slow
+def test_the_command_compose_runs_serves_the_narrowed_api(docker_engine, body, tmp_path) -> None:
+    """`winnow sandbox proxy --listen ... --engine ...`, as the docker-proxy service runs it."""
+    import subprocess
+    import sys
+    import time
+
+    import docker
+    import docker.errors
+
+    from tasks.sandbox.docker_backend import DockerSandbox, connect
+
+    sock = tmp_path / "api.sock"
+    command = [sys.executable, "-m", "winnow.cli", "sandbox", "proxy"]
+    command += ["--listen", f"unix://{sock}", "--engine", docker_engine]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert sock.exists(), process.stdout.read() if process.poll() is not None else "no socket"
+        verdict = DockerSandbox(connect(f"unix://{sock}")).run(
+            {"main.py": "print(6 * 7)"}, ["python3", "main.py"]
+        )
+        assert verdict.passed and verdict.stdout.strip() == "42", verdict
+        client = docker.DockerClient(base_url=f"unix://{sock}", timeout=30)
+        with pytest.raises(docker.errors.APIError) as refused:
+            client.containers.run(IMAGE, ["true"], privileged=True, remove=True)
+        assert refused.value.status_code == 403
+    finally:
+        process.terminate()
+        process.wait(30)
