@@ -95,3 +95,27 @@ def test_prefect_api_url_wins(tmp_path: Path, prefect_api_url: str) -> None:
         generate(env, tmp_path, llm.base_url, "elsewhere")
     assert not (tmp_path / "prefect-home" / "winnow-server.json").exists()
     assert count_runs(prefect_api_url) == before + 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_with_an_auth_string_the_background_server_asks_for_it(tmp_path: Path) -> None:
+    """PREFECT_API_AUTH_STRING set: `winnow generate` starts the shared server with it and
+    its run sends it; anyone without it gets 401."""
+    from winnow.serving import auth
+
+    secret = f"winnow:{os.urandom(12).hex()}"
+    env = env_for(tmp_path, PREFECT_API_AUTH_STRING=secret)
+    with LLMTestServer(Script()) as llm:
+        try:
+            generate(env, tmp_path, llm.base_url, "authed")
+            status = json.loads(winnow(env, "server", "status", "--json").stdout)
+            assert status["running"], status
+            api_url = status["api_url"]
+            refused = httpx.post(f"{api_url}/flow_runs/filter", json={}, timeout=10)
+            assert refused.status_code == 401
+            headers = auth.headers({auth.CLIENT_ENV: secret})
+            runs = httpx.post(f"{api_url}/flow_runs/filter", json={}, headers=headers)
+            assert [r["state_type"] for r in runs.json()] == ["COMPLETED"]
+        finally:
+            winnow(env, "server", "stop")

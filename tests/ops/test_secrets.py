@@ -6,6 +6,10 @@ that key (so the key was really used). Then every file of the project (catalog, 
 shards), the output directory, the result storage, every table of the Prefect database
 (logs, artifacts, flow and task run parameters and states) and the captured
 stdout/stderr are searched for it.
+
+The runs go to a real Prefect server (``prefect server start``) that asks for an auth
+string, as a team's does: the flows reach it only because the string is given, and the
+string itself is searched for like the key.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tasks.llm.base import ConfigError, ProviderSpec
 from tasks.llm.secrets import api_key, forget
 from tests.scripted_rag import REQUESTS, documents, script
+from winnow.serving import auth
+from winnow.serving.server import LocalServer
 from winnow.testing.llm_server import LLMTestServer
 
 # The one place a key may live in Prefect's database: the Secret block's own document.
@@ -41,12 +49,49 @@ def files_holding(root: Path, needle: bytes) -> list[str]:
     return hits
 
 
-def prefect_db() -> Path:
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+AUTH_PASSWORD = f"pw-{uuid.uuid4().hex}"
+AUTH_STRING = f"winnow:{AUTH_PASSWORD}"
 
-    url = PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
-    assert url and url.startswith("sqlite"), f"expected the test harness's SQLite DB: {url}"
-    return Path(url.split("///", 1)[1])
+
+@pytest.fixture(scope="module")
+def authed_prefect(tmp_path_factory) -> Iterator[Path]:
+    """A real Prefect server with basic auth on, this process's client given the string;
+    the server's SQLite database."""
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        temporary_settings,
+    )
+
+    home = tmp_path_factory.mktemp("authed-prefect-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFECT_HOME", str(home))
+    patch.setenv(auth.SERVER_ENV, AUTH_STRING)
+    # The database apart from PREFECT_HOME (scanned as files): it is read through SQLite.
+    db = tmp_path_factory.mktemp("authed-prefect-db") / "prefect.db"
+    patch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db}")
+    try:
+        with LocalServer(log=home / "server.log") as server:
+            patch.delenv(auth.SERVER_ENV)  # the flows are clients: they get the client's
+            patch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL")
+            response = httpx.post(f"{server.api_url}/deployments/filter", json={}, timeout=30)
+            assert response.status_code == 401  # auth really is on
+            updates = {
+                PREFECT_API_URL: server.api_url,
+                PREFECT_API_AUTH_STRING: AUTH_STRING,
+                PREFECT_HOME: str(home),
+            }
+            with temporary_settings(updates=updates):
+                yield db
+    finally:
+        patch.undo()
+
+
+@pytest.fixture
+def prefect_db(authed_prefect: Path) -> Path:
+    assert authed_prefect.is_file(), authed_prefect
+    return authed_prefect
 
 
 def db_rows_holding(db: Path, needle: str) -> list[str]:
@@ -68,7 +113,7 @@ def db_rows_holding(db: Path, needle: str) -> list[str]:
     return hits
 
 
-def where_is(key: str, places: list[Path], captured: str) -> list[str]:
+def where_is(key: str, places: list[Path], captured: str, db: Path) -> list[str]:
     from prefect.logging.handlers import APILogWorker
 
     APILogWorker.drain_all(timeout=30)  # logs reach the database in batches
@@ -76,7 +121,7 @@ def where_is(key: str, places: list[Path], captured: str) -> list[str]:
     for place in places:
         if place.exists():
             found += files_holding(place, key.encode())
-    found += [f"db:{hit}" for hit in db_rows_holding(prefect_db(), key)]
+    found += [f"db:{hit}" for hit in db_rows_holding(db, key)]
     if key in captured:
         found.append("stdout/stderr")
     return found
@@ -109,30 +154,33 @@ def storage_places(tmp_path: Path, project_dir: Path) -> list[Path]:
     ]
 
 
-def run_and_scan(tmp_path: Path, project_dir: Path, capfd, key: str, **fields) -> None:
-    """A run against a server that answers only ``key``, then the search for ``key``."""
+def run_and_scan(tmp_path: Path, project_dir: Path, capfd, db: Path, key: str, **fields) -> None:
+    """A run against a server that answers only ``key``, then the search for ``key`` and
+    for the Prefect server's auth password."""
     with LLMTestServer(script(api_key=key)) as server:
         summary = run_recipe(tmp_path, server.base_url, **fields)
         assert server.stats.unauthorized == 0
         assert server.stats.chat_requests == REQUESTS
     assert summary["kept"] == 4
     out, err = capfd.readouterr()
-    found = where_is(key, storage_places(tmp_path, project_dir), out + err)
+    found = where_is(key, storage_places(tmp_path, project_dir), out + err, db)
     assert not found, f"the planted key was written to: {found}"
+    found = where_is(AUTH_PASSWORD, storage_places(tmp_path, project_dir), out + err, db)
+    assert not found, f"the server's auth string was written to: {found}"
 
 
 @pytest.mark.slow
 def test_a_key_from_the_environment_is_used_and_never_stored(
-    tmp_path, project_dir, monkeypatch, capfd, prefect_harness
+    tmp_path, project_dir, monkeypatch, capfd, prefect_db
 ) -> None:
     key = planted()
     monkeypatch.setenv("OPENAI_API_KEY", key)
-    run_and_scan(tmp_path, project_dir, capfd, key, provider="openai")
+    run_and_scan(tmp_path, project_dir, capfd, prefect_db, key, provider="openai")
 
 
 @pytest.mark.slow
 def test_a_key_from_a_secret_block_is_used_and_never_stored(
-    tmp_path, project_dir, monkeypatch, capfd, prefect_harness
+    tmp_path, project_dir, monkeypatch, capfd, prefect_db
 ) -> None:
     from prefect.blocks.system import Secret
 
@@ -142,7 +190,13 @@ def test_a_key_from_a_secret_block_is_used_and_never_stored(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     forget()
     run_and_scan(
-        tmp_path, project_dir, capfd, key, provider="openai-compatible", api_key_secret=name
+        tmp_path,
+        project_dir,
+        capfd,
+        prefect_db,
+        key,
+        provider="openai-compatible",
+        api_key_secret=name,
     )
     # the run's parameters in the catalog carry the block's name, never the key
     from tasks.store.catalog import Catalog
@@ -152,7 +206,7 @@ def test_a_key_from_a_secret_block_is_used_and_never_stored(
 
 
 @pytest.mark.slow
-def test_a_wrong_key_is_refused_before_any_request(tmp_path, monkeypatch, prefect_harness) -> None:
+def test_a_wrong_key_is_refused_before_any_request(tmp_path, monkeypatch, prefect_db) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", planted())
     with LLMTestServer(script(api_key=planted())) as server:
         with pytest.raises(ConfigError, match="rejected the API key"):
@@ -182,9 +236,7 @@ def test_judge_uses_the_generator_secret_only_for_the_same_provider() -> None:
 
 
 @pytest.mark.slow
-def test_the_scan_finds_a_key_that_was_written(
-    tmp_path, project_dir, capfd, prefect_harness
-) -> None:
+def test_the_scan_finds_a_key_that_was_written(tmp_path, project_dir, capfd, prefect_db) -> None:
     """The scan itself: a key logged, put in an artifact and in a project file is found."""
     from prefect import flow, get_run_logger
     from prefect.artifacts import create_markdown_artifact
@@ -200,7 +252,7 @@ def test_the_scan_finds_a_key_that_was_written(
     (project_dir / ".winnow").mkdir(exist_ok=True)
     (project_dir / ".winnow" / "leak.txt").write_text(key)
     out, err = capfd.readouterr()
-    found = where_is(key, storage_places(tmp_path, project_dir), out + err)
+    found = where_is(key, storage_places(tmp_path, project_dir), out + err, prefect_db)
     assert "db:log.message" in found
     assert "db:artifact.data" in found
     assert "db:flow_run.parameters" in found

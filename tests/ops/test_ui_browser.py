@@ -5,6 +5,9 @@ deployment, fills its run form (Run -> Custom run) with custom parameters pointi
 scripted test LLM server, submits, waits for the run to complete and checks that its
 funnel table artifact is shown.
 
+The server asks for an auth string, as a team's does: the browser first meets the login
+page and types it there; `winnow serve` is given it through PREFECT_API_AUTH_STRING.
+
 Screenshots of every step go to ``test-artifacts/ui/`` (kept by CI, ignored by git).
 """
 
@@ -17,10 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tasks.core.paths import SOURCE_ROOT
 from tests.scripted_rag import REQUESTS, documents, script
+from winnow.serving import auth
 from winnow.serving.server import LocalServer
 from winnow.testing.llm_server import LLMTestServer
 
@@ -107,6 +112,8 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
     docs = documents(tmp_path / "docs")
     out = tmp_path / "ui-out"
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "server-home"))  # the server's own DB
+    secret = f"winnow:{uuid.uuid4().hex}"
+    monkeypatch.setenv(auth.CLIENT_ENV, secret)  # the server asks for it, serve sends it
 
     with (
         LLMTestServer(script("ui-test-model")) as llm,
@@ -118,6 +125,7 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
             env={"PREFECT_API_URL": server.api_url},
         )  # fmt: skip
         assert served.wait_url(240) == server.api_url
+        assert httpx.post(f"{server.api_url}/deployments/filter", json={}).status_code == 401
         (deployment,) = served.wait_deployments({"rag-qa"}, 240)
 
         # the scheduled deployment has scheduled runs waiting
@@ -137,6 +145,7 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
             page.set_default_timeout(60_000)
             ui = UI(page, served.ui_url)
             try:
+                login(ui, served.ui_url, secret)
                 run_id, shown = drive(ui, served.ui_url, str(out), llm.base_url, str(docs))
             finally:
                 ui.shot("last")
@@ -168,6 +177,18 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
         # a server winnow serve did not start is left running
         assert server.process.poll() is None
         served.api("GET", "/health")
+
+
+def login(ui: UI, base: str, secret: str) -> None:
+    """The login page a server with an auth string shows first; the string typed there."""
+    page = ui.page
+    page.goto(f"{base}/deployments", wait_until="networkidle")
+    password = page.locator("input[type=password]")
+    ui.expect(password, "the login page")
+    ui.shot("login")
+    password.first.fill(secret)
+    page.get_by_role("button", name="Login").first.click()
+    password.first.wait_for(state="hidden", timeout=60_000)
 
 
 def drive(ui: UI, base: str, out: str, llm_url: str, docs: str) -> tuple[str, list[list[str]]]:

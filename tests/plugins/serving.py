@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from tasks.core.paths import SOURCE_ROOT
+from winnow.serving import auth
 
-URL_LINE = re.compile(r"Prefect server: (http://127\.0\.0\.1:\d+/api)")
+URL_LINE = re.compile(r"Prefect server: (http://[0-9.]+:\d+/api)")
 
 
 def descendants(pid: int) -> set[int]:
@@ -58,6 +59,7 @@ class Served:
     process: subprocess.Popen
     lines: list[str] = field(default_factory=list)
     api_url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # the auth string it was given
 
     @property
     def ui_url(self) -> str:
@@ -76,6 +78,7 @@ class Served:
         return self.api_url
 
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        kwargs.setdefault("headers", self.headers)
         response = httpx.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
         response.raise_for_status()
         return response
@@ -137,7 +140,7 @@ def winnow_serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        served = Served(process)
+        served = Served(process, headers=auth.headers(full_env))
 
         def read() -> None:
             assert process.stdout is not None

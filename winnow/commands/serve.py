@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import typer
@@ -27,13 +28,18 @@ def serve(
     port: int = typer.Option(
         4200, help="Port of the Prefect server started here (0: any free port)."
     ),
-    host: str = typer.Option("127.0.0.1", help="Address of the Prefect server started here."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="Address of the Prefect server started here; beyond loopback only with "
+        "PREFECT_API_AUTH_STRING set (the server then asks every caller for it).",
+    ),
     limit: int = typer.Option(None, help="At most this many flow runs at once."),
     file: str = typer.Option(
         None, "--file", help="Deployments file (default: infra/prefect.yaml)."
     ),
 ) -> None:
     """Serve every recipe as a Prefect deployment (see HELP)."""
+    from winnow.serving.auth import check_exposure
     from winnow.serving.runner import parse_crons
     from winnow.serving.server import ServerError
     from winnow.serving.supervisor import ServeOptions, supervise
@@ -50,6 +56,8 @@ def serve(
             limit=limit,
         )
         _check_names(options)
+        if not os.environ.get("PREFECT_API_URL"):
+            check_exposure(host)  # before anything starts
     except (ValueError, KeyError) as exc:
         raise fail(str(exc).strip("'\"")) from None
     try:
@@ -71,7 +79,9 @@ def _check_names(options: ServeOptions) -> None:
 HELP = (
     "Serve every recipe as a Prefect deployment (infra/prefect.yaml) until Ctrl-C.\n\n"
     "With PREFECT_API_URL set, the deployments are registered on that server; otherwise a "
-    "Prefect server is started on --host/--port first (its UI is at the printed address).\n\n"
+    "Prefect server is started on --host/--port first (its UI is at the printed address). "
+    "With PREFECT_API_AUTH_STRING='user:password' set, that server asks every caller for it "
+    "and the serve loop sends it; a --host beyond 127.0.0.1 is refused without it.\n\n"
     "Start runs from the UI (deployment -> Run -> Custom run: the recipe's parameters as a "
     "form) or with `prefect deployment run RECIPE/RECIPE`. SIGINT or SIGTERM stops the "
     "serve loop, then the server it started, and exits 0.\n\n"

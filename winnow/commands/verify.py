@@ -160,6 +160,28 @@ def sandbox_hostile(
     raise typer.Exit(code)
 
 
+@sandbox_app.command("proxy")
+def sandbox_proxy(
+    listen: str = typer.Option(
+        "unix:///run/winnow-docker/docker.sock",
+        help="Where the worker reaches the narrowed API: unix:///path or tcp://host:port.",
+    ),
+    engine: str = typer.Option(
+        "unix:///var/run/docker.sock", help="The Docker engine that runs the containers."
+    ),
+    memory_mb: int = typer.Option(4096, help="Most memory one sandbox container may ask for."),
+    cpus: float = typer.Option(2.0, help="Most CPUs one sandbox container may ask for."),
+    processes: int = typer.Option(1024, help="Most processes one sandbox container may ask for."),
+) -> None:
+    """Serve a narrowed Docker API: only sandbox containers, with their limits (README: For
+    teams). Every other request is answered 403 with the reason."""
+    from tasks.sandbox.proxy import DockerProxy
+    from tasks.sandbox.proxy_policy import Ceilings
+
+    ceilings = Ceilings(memory_mb=memory_mb, cpus=cpus, processes=processes)
+    DockerProxy(listen, engine, ceilings).serve_forever(say=lambda line: typer.echo(line))
+
+
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.add_typer(sandbox_app, name="sandbox")

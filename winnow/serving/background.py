@@ -8,7 +8,9 @@ through ``<PREFECT_HOME>/winnow-server.json`` and only talk to it. It is never o
 run: ``winnow server status`` shows it, ``winnow server stop`` stops it.
 
 ``PREFECT_API_URL`` always wins (a team's server, the Prefect Cloud), and
-``WINNOW_PREFECT_SERVER=per-run`` keeps Prefect's own temporary server per run.
+``WINNOW_PREFECT_SERVER=per-run`` keeps Prefect's own temporary server per run. With
+``PREFECT_API_AUTH_STRING`` set, the background server is started asking for it and the
+run sends it (a team's server gets it from Prefect's own client).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import BaseModel
 
 from tasks.core.janitor import ensure_janitor, unmarked_env
 from tasks.core.processes import pid_exists
+from winnow.serving import auth
 from winnow.serving.server import ServerError, free_port, wait_healthy
 
 MODE_ENV = "WINNOW_PREFECT_SERVER"
@@ -88,6 +91,7 @@ def start(timeout_s: float = START_TIMEOUT_S) -> ServerState:
         log = home / "winnow-server.log"
         # unmarked: the run's janitor must not stop the server every command shares
         env = {k: v for k, v in unmarked_env().items() if k != "PREFECT_API_URL"}
+        env = auth.server_env(env)  # PREFECT_API_AUTH_STRING set: the server asks for it
         env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
         env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
         with log.open("ab") as out:
@@ -152,6 +156,8 @@ def use_background_server() -> str | None:
             return None
     api_url = start().api_url
     os.environ["PREFECT_API_URL"] = api_url
+    if value := auth.auth_string():  # the server was started with it: the client sends it
+        os.environ[auth.CLIENT_ENV] = value
     return api_url
 
 

@@ -18,6 +18,8 @@ from typing import IO
 
 import httpx
 
+from winnow.serving import auth
+
 
 class ServerError(RuntimeError):
     pass
@@ -54,6 +56,24 @@ def wait_healthy(api_url: str, timeout_s: float, process: subprocess.Popen | Non
     raise ServerError(f"no healthy Prefect server at {api_url} after {timeout_s:.0f} s {last}")
 
 
+def check_access(api_url: str) -> None:
+    """Raise ServerError when the server refuses this process's credentials (the health
+    check is open to all, so a wrong or missing auth string shows only here). Prefect
+    Cloud (``PREFECT_API_KEY``) is left to Prefect's own client."""
+    if os.environ.get("PREFECT_API_KEY"):
+        return
+    try:
+        response = httpx.get(f"{api_url}/admin/version", headers=auth.headers(), timeout=10)
+    except httpx.HTTPError as exc:
+        raise ServerError(f"the Prefect server at {api_url} does not answer: {exc}") from exc
+    if response.status_code == 401:
+        given = "the auth string given was refused" if auth.headers() else "none was given"
+        raise ServerError(
+            f"the Prefect server at {api_url} requires authentication and {given}: set "
+            f"{auth.CLIENT_ENV}='user:password' (the server's auth string)"
+        )
+
+
 def stop_group(process: subprocess.Popen, timeout_s: float) -> int:
     """SIGTERM to the process's group, SIGKILL after ``timeout_s``; its exit code."""
     if process.poll() is None:
@@ -75,7 +95,10 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 class LocalServer:
-    """``prefect server start --host 127.0.0.1 --port PORT`` (``port=0``: a free one)."""
+    """``prefect server start --host HOST --port PORT`` (``port=0``: a free one).
+
+    With an auth string in the environment (:mod:`winnow.serving.auth`) the server asks
+    for it on every API call; beyond loopback it refuses to start without one."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, log: Path | None = None) -> None:
         self.host = host
@@ -94,17 +117,22 @@ class LocalServer:
         return f"{self.url}/api"
 
     def start(self, timeout_s: float = 180.0) -> LocalServer:
+        try:
+            auth.check_exposure(self.host)
+        except auth.AuthRequired as exc:
+            raise ServerError(str(exc)) from None
         # A server already on the port would answer the health check in our stead.
         if not port_is_free(self.host, self.port):
             raise ServerError(
                 f"port {self.port} on {self.host} is in use: pick another with --port (0: any "
                 "free one), or set PREFECT_API_URL to use the server that runs there"
             )
-        env = dict(os.environ)
+        env = auth.server_env(dict(os.environ))
         env.pop("PREFECT_API_URL", None)
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("DO_NOT_TRACK", "1")
-        env["PREFECT_UI_API_URL"] = self.api_url
+        if auth.is_loopback(self.host) or not env.get("PREFECT_UI_API_URL"):
+            env["PREFECT_UI_API_URL"] = self.api_url  # else: the address browsers use
         if self.log is not None:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = self.log.open("ab")

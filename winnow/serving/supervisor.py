@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from winnow.serving.server import LocalServer, stop_group, wait_healthy
+from winnow.serving import auth
+from winnow.serving.server import LocalServer, check_access, stop_group, wait_healthy
 
 SERVE_STOP_TIMEOUT_S = 60.0
 
@@ -69,9 +70,10 @@ def supervise(options: ServeOptions, say: Callable[[str], None] = print) -> int:
             server.start(options.server_timeout_s)
             api_url = server.api_url
             say(f"Prefect server: {api_url}  UI: {server.url}")
+        check_access(api_url)
         if stop.is_set():
             return 0
-        env = {**os.environ, "PREFECT_API_URL": api_url}
+        env = auth.client_env({**os.environ, "PREFECT_API_URL": api_url})
         child = subprocess.Popen(
             runner_command(options), env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
