@@ -121,3 +121,30 @@ def test_show_open_without_a_report_says_so(tmp_path: Path) -> None:
     Catalog().finish_run("r-failed", "failed")
     code, output = cli("show", "r-failed", "--open")
     assert code == 2 and "has no report.html" in output
+
+
+@pytest.mark.slow
+def test_push_takes_the_token_from_a_prefect_secret_block(
+    tmp_path, hub, monkeypatch, prefect_harness
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from tasks.llm import secrets
+
+    publish_folder(tmp_path / "out")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_this_one")  # the named block wins
+    Secret(value=TOKEN).save("hub-token", overwrite=True)
+    secrets.forget()
+    try:
+        code, output = cli(
+            "push", RUN_ID, "me/data", "--token-secret", "hub-token", "--endpoint", hub.base_url
+        )
+    finally:
+        secrets.forget()
+    assert code == 0, output
+    assert all(r.authorization == f"Bearer {TOKEN}" for r in hub.hub.requests)
+    assert TOKEN not in output
+    code, output = cli(
+        "push", RUN_ID, "me/data", "--token-secret", "nope", "--endpoint", hub.base_url
+    )
+    assert code == 2 and "no Prefect Secret block named 'nope'" in output
