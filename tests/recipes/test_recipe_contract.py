@@ -148,3 +148,9 @@ def test_a_scripted_run_accounts_for_every_input(name: str, tmp_path, prefect_ha
         assert [r["messages"] for r in loaded] == [r["messages"] for r in kept]
         if rejected:
             assert len(datasets.load_dataset(str(out), "rejected")["train"]) == len(rejected)
+        card = (out / "README.md").read_text()
+        usage = catalog.llm_usage(summary["run_id"])  # which model answered which prompt
+        assert sum(u["calls"] for u in usage) == funnel["llm_calls"]
+        for u in usage:
+            row = f"| {u['stage']} | {u['provider']} | {u['model']} | {u['template']} |"
+            assert f"{row} {u['template_version']} | {u['calls']} |" in card
