@@ -37,7 +37,6 @@ class RunFacts(BaseModel):
     started_at: datetime | None = None
     published_at: datetime
     funnel: dict[str, Any]  # the funnel document (funnel.json)
-    costs: dict[str, Any] = Field(default_factory=dict)  # Catalog.costs
     usage: list[dict[str, Any]] = Field(default_factory=list)  # Catalog.llm_usage
     validations: list[dict[str, Any]] = Field(default_factory=list)  # Catalog.validations
 

@@ -54,7 +54,7 @@ def collect(
     rejected: Iterable[dict[str, Any]],
     n_examples: int = 8,
     per_reason: int = 3,
-    max_reasons: int = 2000,
+    max_reasons: int = 200,
 ) -> ReportContent:
     """Reason counts and examples from the rows (kept: published examples; rejected: rows
     of ``rejected.jsonl``: ``id``, ``stage``, ``reason``, ``detail``, ``record``)."""

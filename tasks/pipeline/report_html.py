@@ -27,6 +27,7 @@ FENCE = re.compile(r"```([\w+#.-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 CODE_FIELDS = {"solution", "program", "code", "tests", "reference_tests", "php", "python"}
 SKIP_FIELDS = {"id", "provenance", "messages", "metadata"}
 MAX_TEXT = 20_000  # characters of one value shown; the rest is cut, with a note
+MAX_GROUPS = 30  # reasons shown per stage, most frequent first; the rest in one line
 
 CSS = """
 :root{--ok:#2e7d32;--bad:#c62828;--muted:#667;--line:#dde;--bg:#f7f7fa}
@@ -307,13 +308,19 @@ def reasons_section(content: ReportContent) -> str:
     for stage, groups in content.reasons.items():
         total = sum(g.count for g in groups)
         out.append(f'<h3 data-stage="{esc(stage)}">{esc(stage)}: {total} rejected</h3>')
-        for g in groups:
+        for g in groups[:MAX_GROUPS]:
             examples = "".join(f'<div class="card rejected">{rejected(e)}</div>'
                                for e in g.examples)  # fmt: skip
             out.append(
                 f'<details class="reason-group" data-stage="{esc(stage)}" data-count="{g.count}">'
                 f'<summary><b class="count">{g.count}</b> × {esc(g.reason)}</summary>'
                 f"{examples}</details>"
+            )
+        if len(groups) > MAX_GROUPS:
+            rest = groups[MAX_GROUPS:]
+            out.append(
+                f'<p class="muted">and {sum(g.count for g in rest)} more in {len(rest)} other '
+                "reasons: every one is in rejected.jsonl</p>"
             )
     return "".join(out)
 

@@ -295,7 +295,6 @@ class Run:
             started_at=self.started_at,
             published_at=datetime.now(UTC),
             funnel=funnel,
-            costs=self.costs(),
             usage=self.catalog.llm_usage(self.run_id),
             validations=self.catalog.validations(self.run_id),
         )

@@ -161,3 +161,16 @@ def test_the_report_numbers_are_the_funnel(tmp_path: Path) -> None:
         bar = f'data-stage="{s["stage"]}" data-in="{s["n_in"]}" data-out="{s["n_out"]}" '
         assert bar + f'data-rejected="{s["n_rejected"]}"' in page
     assert 'id="tile-kept"><b>3</b>' in page and "$0.0041" in page  # cost per kept example
+
+
+def test_the_report_shows_the_most_frequent_reasons_and_counts_the_rest() -> None:
+    from tasks.pipeline.report_html import MAX_GROUPS, render
+    from tests.pipeline.published import facts
+
+    rows = [{"stage": "execute", "reason": f"computed {i} but stated 13", "record": {}}
+            for i in range(MAX_GROUPS + 5)]  # fmt: skip
+    rows += [{"stage": "execute", "reason": "timed out", "record": {}}] * 3
+    page = render(facts(), collect([], rows))
+    assert page.index('<b class="count">3</b> × timed out') < page.index("computed 0 but")
+    assert page.count('class="reason-group"') == MAX_GROUPS
+    assert "and 6 more in 6 other reasons" in page

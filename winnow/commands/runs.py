@@ -117,7 +117,9 @@ def open_in_browser(run_id: str, status: Any, report: str | None) -> None:
         raise fail(f"run {run_id} ({status}) has no report.html{where}: it published nothing")
     out.print(f"report: {report}", soft_wrap=True)
     uri = report_uri(report)
-    if not uri.startswith(("file:", "http:", "https:")) or not webbrowser.open(uri):
+    if not uri.startswith(("file:", "http:", "https:")):
+        out.print("it is in object storage: copy it here to open it", soft_wrap=True)
+    elif not webbrowser.open(uri):
         out.print("no browser to open it here: open the file above in one", soft_wrap=True)
 
 
