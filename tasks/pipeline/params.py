@@ -178,7 +178,7 @@ class CardParams(BaseModel):
         "cc-by-4.0, mit); the generating models' terms may restrict it",
     )
     language: list[str] = Field(
-        default_factory=lambda: ["en"],
+        ["en"],  # a plain default (copied per instance), so the UI form shows it
         description='languages of the published dataset (ISO 639-1 codes), e.g. ["en"]',
     )
 

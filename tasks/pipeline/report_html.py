@@ -140,7 +140,7 @@ def fields(record: dict[str, Any]) -> str:
     """A record that is not a dialog: its text fields, code highlighted, the rest as JSON."""
     out, short, rest = [], [], {}
     for name, value in record.items():
-        if name in SKIP_FIELDS:
+        if name in SKIP_FIELDS or value is None or (isinstance(value, str) and not value.strip()):
             continue
         if (
             isinstance(value, str | int | float)
@@ -202,6 +202,7 @@ def tiles(facts: RunFacts) -> str:
     n_in, kept = facts.n_inputs, facts.kept
     cost = float(f.get("cost_usd") or 0.0)
     tokens = f.get("tokens") or {}
+    wall = (facts.published_at - facts.started_at).total_seconds() if facts.started_at else None
     items = [
         ("inputs", n_in, "inputs"),
         ("kept", kept, "kept"),
@@ -211,8 +212,7 @@ def tiles(facts: RunFacts) -> str:
          "prompt + completion tokens"),
         ("cost", _money(cost), "cost"),
         ("cost-per-kept", _money(cost / kept) if kept else "-", "cost per kept example"),
-        ("seconds", f"{sum(s.get('seconds', 0) for s in f.get('stages') or []):.1f} s",
-         "stage time"),
+        ("wall-time", f"{wall:.1f} s" if wall is not None else "-", "from start to publish"),
     ]  # fmt: skip
     cells = [f'<div class="tile" id="tile-{k}"><b>{esc(v)}</b><span>{esc(label)}</span></div>'
              for k, v, label in items]  # fmt: skip

@@ -161,6 +161,7 @@ def test_the_report_numbers_are_the_funnel(tmp_path: Path) -> None:
         bar = f'data-stage="{s["stage"]}" data-in="{s["n_in"]}" data-out="{s["n_out"]}" '
         assert bar + f'data-rejected="{s["n_rejected"]}"' in page
     assert 'id="tile-kept"><b>3</b>' in page and "$0.0041" in page  # cost per kept example
+    assert 'id="tile-wall-time"><b>300.0 s</b>' in page  # started 00:00, published 00:05
 
 
 def test_the_report_shows_the_most_frequent_reasons_and_counts_the_rest() -> None:
