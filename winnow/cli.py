@@ -24,6 +24,7 @@ from winnow.commands import (  # noqa: E402
     generate,
     model,
     new_recipe,
+    push,
     rounds,
     run,
     runs,
@@ -44,6 +45,7 @@ generate.register(app)
 verify.register(app)
 model.register(app)
 runs.register(app)
+push.register(app)
 run.register(app)
 curate.register(app)
 adherence.register(app)

@@ -1,5 +1,6 @@
 """Prefect artifacts: what a run shows on its page in the UI (funnel, costs, gates,
-examples). Outside a flow run they are skipped, so stages and tests need no server."""
+examples, a link to its report.html). Outside a flow run they are skipped, so stages
+and tests need no server."""
 
 from __future__ import annotations
 
@@ -76,3 +77,28 @@ def summary(recipe: str, run_id: str, funnel: list[dict[str, Any]], costs: dict[
         f"{costs.get('cost_usd', 0.0):.4f} |",
     ]
     create_markdown_artifact(key=key(recipe, "costs"), markdown="\n".join(md), description=run_id)
+
+
+def report_uri(location: str) -> str:
+    """A link a browser opens: ``file://`` for a local path, the URL as is otherwise."""
+    if "://" in location:
+        return location
+    from pathlib import Path
+
+    return Path(location).absolute().as_uri()
+
+
+def report(recipe: str, run_id: str, location: str) -> None:
+    """A link to the run's ``report.html`` on its page in the UI."""
+    if flow_run_id() is None:
+        return
+    from prefect.artifacts import create_link_artifact
+
+    create_link_artifact(
+        key=key(recipe, "report"),
+        link=report_uri(location),
+        link_text=f"report.html of {run_id}",
+        description=f"The report of {run_id}: funnel, rejection reasons, examples, costs, "
+        f"gates, timings (open in a browser; also `winnow show {run_id} --open`). "
+        f"Path: {location}",
+    )

@@ -6,13 +6,14 @@
   defaulting to the generator), their limits, and whether LLM stages go through the
   provider's batch API. It builds each LLM stage's configuration, so every recipe gets
   live or batch requests alike.
+- ``CardParams``: the license and languages a published dataset's card declares.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tasks.llm.base import ProviderKind, ProviderSpec
 from tasks.llm.batch.api import BatchSettings, check_batch_support
@@ -166,3 +167,31 @@ class OwnProblemsParams(BaseModel):
     )
     problem_field: str = Field("problem", description="the field of `problems` with the text")
     limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")
+
+
+class CardParams(BaseModel):
+    """How a published dataset is labelled on the Hugging Face Hub."""
+
+    license: str = Field(
+        "unknown",
+        description="license of the published dataset, as the Hub names it (e.g. apache-2.0, "
+        "cc-by-4.0, mit); the generating models' terms may restrict it",
+    )
+    language: list[str] = Field(
+        ["en"],  # a plain default (copied per instance), so the UI form shows it
+        description='languages of the published dataset (ISO 639-1 codes), e.g. ["en"]',
+    )
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):  # --set language=en,fr
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+def card_params_of(params: BaseModel) -> CardParams:
+    """The card part of any recipe's parameters (defaults for a model without it)."""
+    if isinstance(params, CardParams):
+        return CardParams(license=params.license, language=params.language)
+    return CardParams()

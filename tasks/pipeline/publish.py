@@ -1,4 +1,5 @@
-"""Publishing a recipe's results: dataset, rejections, funnel, preference pairs.
+"""Publishing a recipe's results: dataset, rejections, funnel, preference pairs, and the
+run's report and dataset card.
 
 Everything is streamed from the stage shards, written into one directory atomically
 (``tasks.store.publish``). ``Run.publish`` calls it with every stage output the run
@@ -14,6 +15,9 @@ from typing import Any
 
 import duckdb
 
+from tasks.pipeline.card import write_card
+from tasks.pipeline.facts import RunFacts
+from tasks.pipeline.report import write_report
 from tasks.pipeline.stage import StageOutput
 from tasks.store import fsio
 from tasks.store.catalog import Catalog
@@ -91,9 +95,12 @@ def publish_dataset(
     to_example: Callable[[dict[str, Any]], dict[str, Any]],
     funnel: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    facts: RunFacts | None = None,
 ) -> None:
     """Write dataset.jsonl/.parquet (``to_example`` of every kept row), rejected.jsonl
-    (every rejection of ``outputs``), ``extra`` files and funnel.json, atomically."""
+    (every rejection of ``outputs``), ``extra`` files and funnel.json, atomically; with
+    the run's ``facts``, its report (report.html) and dataset card (README.md) too,
+    written last from the files before them."""
     files: dict[str, Any] = {
         "dataset.jsonl": (to_example(r) for r in final.kept_rows()),
         "dataset.parquet": (to_example(r) for r in final.kept_rows()),
@@ -101,6 +108,9 @@ def publish_dataset(
         **(extra or {}),
         "funnel.json": funnel,
     }
+    if facts is not None:  # read the files above, so written after them (in dict order)
+        files["report.html"] = lambda path: write_report(path, facts)
+        files["README.md"] = lambda path: write_card(path, facts)
     if fsio.is_remote(out_dir):
         publish_to_url(out_dir, files)
     else:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, nullcontext
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,8 +38,10 @@ from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.gates.worker import worker as gate_worker
 from tasks.pipeline import artifacts
 from tasks.pipeline.executors import make_task_runner, shared_api
-from tasks.pipeline.params import ProviderParams, runtime_of
+from tasks.pipeline.facts import RunFacts
+from tasks.pipeline.params import ProviderParams, card_params_of, runtime_of
 from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
+from tasks.pipeline.report import report_location, write_report_of_rows
 from tasks.pipeline.runner import (
     InputShards,
     Link,
@@ -97,6 +100,7 @@ class Run:
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
         self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
         provider, model = _generator_of(params)
@@ -234,8 +238,10 @@ class Run:
         if self.out is None:
             raise ValueError("this recipe's parameters have no 'out' to publish to")
         funnel = {**self.funnel_document(final.n_kept), "out": self.out, **(summary or {})}
-        publish_dataset(self.out, final, self.outputs, to_example, funnel, extra)
+        facts = self.facts(funnel)
+        publish_dataset(self.out, final, self.outputs, to_example, funnel, extra, facts)
         register_kept(self.catalog, self.run_id, final)
+        artifacts.report(self.recipe, self.run_id, report_location(self.out, one_file=False))
         artifacts.examples(
             self.recipe,
             self.run_id,
@@ -243,6 +249,17 @@ class Run:
             list(islice(rejected_rows(self.outputs), 5)),
         )
         return funnel
+
+    def report_beside(
+        self, out_file: str, funnel: dict[str, Any], kept: Iterable[dict[str, Any]]
+    ) -> str:
+        """Write the report of a run whose output is one file (not a dataset folder)
+        beside that file, from its kept rows and every rejection; returns its path."""
+        location = report_location(out_file, one_file=True)
+        rejected = rejected_rows(self.outputs)
+        write_report_of_rows(Path(location), self.facts(funnel), kept, rejected)
+        artifacts.report(self.recipe, self.run_id, location)
+        return location
 
     def funnel_document(self, n_kept: int) -> dict[str, Any]:
         """What ``funnel.json`` and a flow's return value say of the run."""
@@ -267,6 +284,20 @@ class Run:
 
     def costs(self) -> dict[str, Any]:
         return self.catalog.costs(self.run_id)
+
+    def facts(self, funnel: dict[str, Any]) -> RunFacts:
+        """What the report and the dataset card say of this run, as it publishes."""
+        return RunFacts(
+            run_id=self.run_id,
+            recipe=self.recipe,
+            params=self.params.model_dump(mode="json"),
+            card=card_params_of(self.params),
+            started_at=self.started_at,
+            published_at=datetime.now(UTC),
+            funnel=funnel,
+            usage=self.catalog.llm_usage(self.run_id),
+            validations=self.catalog.validations(self.run_id),
+        )
 
     # --- bookkeeping ---
 

@@ -745,6 +745,31 @@ class Catalog:
             "by_model": by_model,
         }
 
+    def llm_usage(self, run_id: str) -> list[dict[str, Any]]:
+        """Which model answered which prompt (template and version) in each stage: calls,
+        tokens, cost and mean latency of each, in stage order (for the report and card)."""
+        with self._reader() as con:
+            full = self._resolve(con, run_id)
+            assert con is not None
+            return self._dicts(
+                con.execute(
+                    """
+                    SELECT c.stage, c.provider, c.model, c.template, c.template_version,
+                           count(*) AS calls,
+                           count(*) FILTER (WHERE c.cached) AS cached_calls,
+                           coalesce(sum(c.prompt_tokens), 0)::BIGINT AS prompt_tokens,
+                           coalesce(sum(c.completion_tokens), 0)::BIGINT AS completion_tokens,
+                           coalesce(sum(c.cost_usd), 0.0) AS cost_usd,
+                           avg(c.latency_s) FILTER (WHERE NOT c.cached) AS mean_latency_s
+                    FROM llm_calls c LEFT JOIN stages s USING (run_id, stage)
+                    WHERE c.run_id = ?
+                    GROUP BY c.stage, c.provider, c.model, c.template, c.template_version
+                    ORDER BY min(s.seq), c.stage, c.provider, c.model, c.template
+                    """,
+                    [full],
+                )
+            )
+
     def rejection_reasons(
         self, run_id: str, limit: int = 10, stage: str | None = None
     ) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@
   the catalog account for every input: each stage's in = kept + rejected, every
   rejection has a stage and a reason. (``generate`` publishes one JSON Lines file, every
   input row in order with its completion or its error, instead of a dataset folder.)
+- its report.html (beside ``generate``'s file) shows the funnel's numbers, and its dataset
+  card makes ``datasets.load_dataset(out)`` load the kept examples with no argument.
 """
 
 from __future__ import annotations
@@ -132,3 +134,23 @@ def test_a_scripted_run_accounts_for_every_input(name: str, tmp_path, prefect_ha
     ran = [g["suite"] for g in funnel["gates"]]
     assert ran and all(g["success"] for g in funnel["gates"])
     assert set(ran) <= set(list_suites())
+
+    # What a person and the Hub see of it: report.html (the funnel's numbers) beside the
+    # output, and for a dataset folder a card that `datasets` loads with no argument.
+    report = out.with_suffix(".report.html") if out.is_file() else out / "report.html"
+    page = report.read_text()
+    for s in funnel["stages"]:
+        assert f'data-stage="{s["stage"]}" data-in="{s["n_in"]}" data-out="{s["n_out"]}"' in page
+    if out.is_dir():
+        import datasets
+
+        loaded = datasets.load_dataset(str(out))["train"]
+        assert [r["messages"] for r in loaded] == [r["messages"] for r in kept]
+        if rejected:
+            assert len(datasets.load_dataset(str(out), "rejected")["train"]) == len(rejected)
+        card = (out / "README.md").read_text()
+        usage = catalog.llm_usage(summary["run_id"])  # which model answered which prompt
+        assert sum(u["calls"] for u in usage) == funnel["llm_calls"]
+        for u in usage:
+            row = f"| {u['stage']} | {u['provider']} | {u['model']} | {u['template']} |"
+            assert f"{row} {u['template_version']} | {u['calls']} |" in card

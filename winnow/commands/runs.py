@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -46,8 +47,12 @@ def runs(
 def show(
     run_id: str = typer.Argument(..., help="A run id, or a unique prefix of one."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    open_report: bool = typer.Option(
+        False, "--open", help="Open the run's report.html in a browser (its path if none)."
+    ),
 ) -> None:
     """Show one run: parameters, the funnel stage by stage, rejection reasons, costs."""
+    from tasks.pipeline.report import report_location
     from tasks.store.catalog import Catalog, CatalogError
 
     catalog = Catalog()
@@ -58,17 +63,29 @@ def show(
     if run is None:
         raise fail(f"no run {run_id!r} in this project (see `winnow runs`)")
     rid = run["run_id"]
+    report = report_location(run["out_dir"]) if run.get("out_dir") else None
+    if open_report:
+        open_in_browser(rid, run.get("status"), report)
+        return
     funnel = catalog.funnel(rid)
     costs = catalog.costs(rid)
     reasons = catalog.rejection_reasons(rid, limit=15)
     if as_json:
-        payload = {"run": run, "funnel": funnel, "costs": costs, "rejections": reasons}
+        payload = {
+            "run": run,
+            "funnel": funnel,
+            "costs": costs,
+            "rejections": reasons,
+            "report": report if report and _exists(report) else None,
+        }
         out.print_json(json.dumps(payload, default=str))
         return
     out.print(f"[bold]{rid}[/]  recipe={run.get('recipe')}  status={run.get('status')}")
     out.print(f"started {run.get('started_at')}  finished {run.get('finished_at')}")
     if run.get("out_dir"):
         out.print(f"output: {run['out_dir']}")
+    if report and _exists(report):
+        out.print(f"report: {report}  (winnow show {rid} --open)")
     out.print(funnel_table(funnel))
     if reasons:
         table = Table(title="Top rejection reasons", title_justify="left")
@@ -78,6 +95,32 @@ def show(
             table.add_row(str(r["stage"]), str(r["count"]), str(r["reason"])[:100])
         out.print(table)
     out.print(costs_line(costs))
+
+
+def _exists(location: str) -> bool:
+    from tasks.store import fsio
+
+    try:
+        return fsio.exists(location)
+    except Exception:  # an unreachable store: say nothing rather than fail `show`
+        return False
+
+
+def open_in_browser(run_id: str, status: Any, report: str | None) -> None:
+    """Open ``report`` in the user's browser; print where it is either way."""
+    import webbrowser
+
+    from tasks.pipeline.artifacts import report_uri
+
+    if report is None or not _exists(report):
+        where = f" (no {report})" if report else ""
+        raise fail(f"run {run_id} ({status}) has no report.html{where}: it published nothing")
+    out.print(f"report: {report}", soft_wrap=True)
+    uri = report_uri(report)
+    if not uri.startswith(("file:", "http:", "https:")):
+        out.print("it is in object storage: copy it here to open it", soft_wrap=True)
+    elif not webbrowser.open(uri):
+        out.print("no browser to open it here: open the file above in one", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

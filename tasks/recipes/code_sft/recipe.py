@@ -16,7 +16,7 @@ from tasks.execution.revise import ExecuteConfig
 from tasks.gates.gx import check_suites
 from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.pipeline.llm_stage import LLMConfig
-from tasks.pipeline.params import OwnProblemsParams, ProviderParams
+from tasks.pipeline.params import CardParams, OwnProblemsParams, ProviderParams
 from tasks.pipeline.publish import preference_pairs, revision_summary
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import StageOutput
@@ -36,7 +36,7 @@ SUITES = [
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2, "n_solutions": 2, "max_revision_rounds": 1}
 
 
-class CodeSFTParams(CurationParams, SandboxParams, OwnProblemsParams, ProviderParams):
+class CodeSFTParams(CurationParams, SandboxParams, OwnProblemsParams, ProviderParams, CardParams):
     """Parameters of the code SFT recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/code-sft", description="output directory (published atomically)")

@@ -95,10 +95,13 @@ class OrderedOutput:
 def publish_generate(run: Run, output: StageOutput, written: OrderedOutput) -> dict[str, Any]:
     """Make the output file, written as shards completed, visible at ``out`` at once."""
     written.sink.commit()
-    return {
+    summary = {
         **run.funnel_document(output.n_kept),
         "out": str(written.sink.path),
         "rows": output.n_in,
         "completed": output.n_kept,
         "failed": output.n_rejected,
     }
+    kept = ({k: v for k, v in r.items() if k != "_index"} for r in output.kept_rows())
+    summary["report"] = run.report_beside(str(written.sink.path), summary, kept)
+    return summary

@@ -13,7 +13,7 @@ from tasks.curation.exact import ExactDedupConfig
 from tasks.execution.params import SandboxParams
 from tasks.gates.gx import check_suites
 from tasks.pipeline.llm_stage import LLMConfig
-from tasks.pipeline.params import OwnProblemsParams, ProviderParams
+from tasks.pipeline.params import CardParams, OwnProblemsParams, ProviderParams
 from tasks.recipes.math_word_problems.answers import show
 from tasks.recipes.math_word_problems.inputs import check_problems, problem_rows
 from tasks.recipes.math_word_problems.stages import ExecuteConfig, StaticConfig
@@ -28,7 +28,7 @@ SUITES = [
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2}
 
 
-class MathParams(SandboxParams, OwnProblemsParams, ProviderParams):
+class MathParams(SandboxParams, OwnProblemsParams, ProviderParams, CardParams):
     """Parameters of the math word-problem recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field(

@@ -17,7 +17,7 @@ from tasks.execution.params import SandboxParams
 from tasks.execution.revise import ExecuteConfig
 from tasks.gates.gx import check_suites
 from tasks.pipeline.llm_stage import LLMConfig
-from tasks.pipeline.params import ProviderParams
+from tasks.pipeline.params import CardParams, ProviderParams
 from tasks.pipeline.publish import revision_summary
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import StageOutput
@@ -44,7 +44,7 @@ SUITES = [
 SMALL_LOCAL_DEFAULTS = {"max_revision_rounds": 1, "limit": 3, "max_tokens": 450}
 
 
-class PHPTranslationParams(SandboxParams, ProviderParams):
+class PHPTranslationParams(SandboxParams, ProviderParams, CardParams):
     """Parameters of the PHP translation recipe (the Prefect UI shows them as a form)."""
 
     source: str = Field(

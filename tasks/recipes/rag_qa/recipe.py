@@ -12,7 +12,7 @@ from tasks.gates.gx import GateResult, check_suites
 from tasks.gates.suites import ExpectationSpec, SuiteSpec, load_suite
 from tasks.llm.base import ConfigError, ProviderSpec
 from tasks.pipeline.llm_stage import LLMConfig, llm_config, load_pinned
-from tasks.pipeline.params import ProviderParams
+from tasks.pipeline.params import CardParams, ProviderParams
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import StageOutput
 from tasks.recipes.rag_qa.adherence import TEMPLATE as JUDGE_TEMPLATE
@@ -38,7 +38,7 @@ SUITES = ["rag_qa.questions", "rag_qa.answers", "rag_qa.scored", "rag_qa.kept"]
 SMALL_LOCAL_DEFAULTS = {"max_passages": 1, "questions_per_passage": 2, "judges": 3}
 
 
-class RAGQAParams(CurationParams, ProviderParams):
+class RAGQAParams(CurationParams, ProviderParams, CardParams):
     """Parameters of the RAG QA recipe (the Prefect UI shows them as a form)."""
 
     out: str = Field("out/rag-qa", description="output directory (published atomically)")
