@@ -57,8 +57,8 @@ class RunProgress(Progress):
     """The stages' bars, then one line for the run: kept and spent so far."""
 
     def __init__(self, tally: progress.Tally, *columns: Any, **kwargs: Any) -> None:
+        self.tally = tally  # before the base's __init__, which renders once
         super().__init__(*columns, **kwargs)
-        self.tally = tally
 
     def get_renderables(self) -> Iterator[Any]:
         yield from super().get_renderables()
@@ -159,7 +159,7 @@ class LineReporter:
 
     @staticmethod
     def _line(text: str) -> None:
-        err.print(text, highlight=False, markup=False)
+        err.print(text, highlight=False, markup=False, soft_wrap=True)  # a line a log line
 
 
 @contextmanager
