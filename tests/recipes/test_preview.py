@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from flows.registry import RECIPES
 from tasks.recipes.math_word_problems.recipe import MathParams
 from winnow.cli import app
-from winnow.testing.llm_server import LLMTestServer
+from winnow.testing.llm_server import LLMTestServer, Quota
 from winnow.testing.scenarios import generate as generate_scenario
 from winnow.testing.scenarios.math_word_problems import SCENARIO
 
@@ -95,9 +96,19 @@ def test_a_number_without_preview_is_refused() -> None:
     assert "--preview's N" in result.output
 
 
+def test_every_recipe_takes_a_preview_parameter() -> None:
+    """The UI's form is made from the parameters model: a deployment run can preview."""
+    for name, recipe in RECIPES.items():
+        field = recipe.params_model().model_fields["preview"]
+        assert field.default is None and "project the full run" in field.description, name
+
+
 @pytest.mark.slow
 def test_cli_preview_json_is_a_projection_on_stdout(tmp_path: Path) -> None:
-    with LLMTestServer(generate_scenario.script()) as server:
+    script = generate_scenario.script()
+    script.quota = Quota(requests_per_minute=600)  # reported in x-ratelimit-* headers
+    script.latency_ms = 100
+    with LLMTestServer(script) as server:
         given = generate_scenario.params(tmp_path, server.base_url)
         args = ["run", "generate", "--preview", "--json", "--provider", "openai-compatible"]
         args += ["--model", "test-model", "--base-url", server.base_url, "--out", given["out"]]
@@ -111,4 +122,7 @@ def test_cli_preview_json_is_a_projection_on_stdout(tmp_path: Path) -> None:
         assert set(projection[name]) == {"estimate", "low", "high"}
     # 3 rows asked (one failing for good: retried) of 4: the 4th asks once more
     assert projection["requests"]["estimate"] == pytest.approx(4.0)
+    # 600 a minute is one request per 0.1 s: the quota, not the latency at a concurrency
+    # of 16, sets the pace the projection states
+    assert projection["wall_s"]["estimate"] == pytest.approx(4 * 60 / 600, rel=0.01)
     assert not Path(given["out"]).exists()  # nothing published
