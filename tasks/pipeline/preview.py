@@ -40,14 +40,18 @@ def preview_document(
     concurrency = float(getattr(params, "concurrency", 16))
     endpoints = {
         key: Endpoint(
-            concurrency=min(concurrency, profile["concurrency"] or concurrency),
+            # the embedded model answers one request at a time, whatever the parameter
+            concurrency=1.0
+            if key[0] == "local"
+            else min(concurrency, profile["concurrency"] or concurrency),
             requests_per_min=profile["requests_per_min"],
             tokens_per_min=profile["tokens_per_min"],
         )
         for key, profile in endpoint_profiles().items()
     }
     for spec in _specs(params):  # endpoints that answered from the journal only
-        endpoints.setdefault((spec[0], spec[1]), Endpoint(concurrency=concurrency))
+        serial = spec[0] == "local"
+        endpoints.setdefault(spec, Endpoint(concurrency=1.0 if serial else concurrency))
     full_rows = run.full_rows if run.full_rows is not None else run.preview_rows
     projection = project(
         measures,

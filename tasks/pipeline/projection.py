@@ -199,6 +199,10 @@ def project(
             model = by_model.setdefault((call.provider, call.model), _model_zero())
             endpoint = endpoints.get((call.provider, call.model)) or Endpoint(concurrency=16)
             latency = call.latency_s / call.requests if call.requests else 0.0
+            if endpoint.concurrency <= 1 and m.seconds > 0:
+                # one request at a time (the embedded model): a latency includes the wait
+                # behind the others, so the stage's time per request is the closer figure
+                latency = min(latency, m.seconds / sum(c.requests for c in m.calls))
             rates = requests_per_row(call.requests, m.n_in)
             for s in SCENARIOS:
                 requests = rows_in[s] * rates[s]

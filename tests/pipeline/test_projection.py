@@ -144,3 +144,13 @@ def test_whole_dataset_stages_are_named_and_time_runs_on_one_worker() -> None:
     assert dedup.wall_s.estimate == pytest.approx(160 * 0.1)  # alone
     assert any("dedup looks at the whole dataset" in n for n in p.notes)
     assert p.wall_s.low <= p.wall_s.estimate <= p.wall_s.high  # type: ignore[operator]
+
+
+def test_a_model_answering_one_at_a_time_is_timed_by_the_stage_not_the_queue() -> None:
+    """Three requests queued on the embedded model: latencies 2, 4, 6 s (each waits for
+    the ones before), the stage took 6 s: 2 s a request, not the mean latency of 4."""
+    one = [StageMeasure(stage="g", n_in=3, n_out=3, n_rejected=0, seconds=6.0,
+                        calls=[call(3, 300, 300, 12.0, model="m-local")])]  # fmt: skip
+    serial = {("openai", "m-local"): Endpoint(concurrency=1)}
+    p = project(one, 3, 30, serial, PRICES, parallel_shards=8, shard_size=16)
+    assert p.wall_s.estimate == pytest.approx(30 * 2.0)
