@@ -126,3 +126,29 @@ def test_cli_preview_json_is_a_projection_on_stdout(tmp_path: Path) -> None:
     # of 16, sets the pace the projection states
     assert projection["wall_s"]["estimate"] == pytest.approx(4 * 60 / 600, rel=0.01)
     assert not Path(given["out"]).exists()  # nothing published
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_previews_and_its_full_run_falls_in_the_band(
+    name: str, tmp_path: Path, prefect_harness
+) -> None:
+    """Each recipe through its scripted scenario: a 2-input preview publishes nothing and
+    projects the full run's requests; the full run's requests fall within the band (an
+    open high bound, for a stage no preview row reached, bounds nothing)."""
+    from flows.registry import get_recipe
+    from winnow.testing.scenarios import scenario_for
+
+    recipe, scenario = get_recipe(name), scenario_for(name)
+    with LLMTestServer(scenario.script()) as server:
+        given = scenario.params(tmp_path, server.base_url)
+        doc = recipe.flow()(recipe.params_model()(**given, preview=2))
+        assert not Path(given["out"]).exists(), "a preview published"
+        full = recipe.flow()(recipe.params_model()(**given))
+    inputs = scenario.funnel[next(iter(scenario.funnel))][0]  # the first stage's rows in
+    assert doc["preview"] and doc["full_rows"] == inputs
+    assert doc["preview_rows"] == min(2, inputs)  # rag-qa's scenario has a single passage
+    band = doc["projection"]["requests"]
+    high = band["high"] if band["high"] is not None else float("inf")
+    assert band["low"] - 1e-9 <= full["llm_calls"] <= high + 1e-9, (full["llm_calls"], band)
+    assert full["kept"] == scenario.kept  # the preview changed nothing the full run keeps
