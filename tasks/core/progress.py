@@ -7,7 +7,7 @@ them all; on a Dask or Ray cluster (``task_runner``) the flow's process counts w
 shards as they come back, and the workers' own counts go nowhere.
 
 Besides rows done, reporters may hear of rows kept (``kept``: a shard's kept rows as it
-finishes) and of money spent (``spent``: each paid LLM answer as it arrives). A
+finishes) and of money spent (``spent``: each LLM answer sent for, as it arrives). A
 :class:`Tally` keeps all of it and derives what a person waiting wants to read: the
 rate, the time left, what was kept and what was spent so far.
 """
@@ -87,9 +87,10 @@ def kept(stage: str, n: int) -> None:
 
 
 def spent(usd: float) -> None:
-    """Tell the current reporter that a paid LLM answer cost ``usd``."""
+    """Tell the current reporter that an LLM request was answered (not from the journal)
+    for ``usd`` (0 for the embedded model or an unpriced one: still a request sent)."""
     told = getattr(current(), "spent", None)
-    if told is not None and usd:
+    if told is not None:
         told(usd)
 
 
@@ -145,7 +146,7 @@ class Tally:
         self._lock = threading.Lock()
         self.stages: dict[str, StageCount] = {}
         self.cost_usd = 0.0
-        self.paid_calls = 0
+        self.requests = 0  # answers sent for (journal hits excluded)
         self.started = time.monotonic()
         self.changed = 0  # bumped on every event, so a writer can tell nothing moved
 
@@ -172,7 +173,7 @@ class Tally:
     def spent(self, usd: float) -> None:
         with self._lock:
             self.cost_usd += usd
-            self.paid_calls += 1
+            self.requests += 1
             self.changed += 1
 
     def finish(self, stage: str) -> None:
@@ -208,11 +209,12 @@ class Tally:
         return " · ".join(parts)
 
     def run_line(self, now: float | None = None) -> str:
-        """``kept 9 so far · $0.0123 spent (42 paid calls) · 1m05s elapsed``."""
+        """``kept 9 so far · $0.0123 spent (42 requests) · 1m05s elapsed``."""
         now = now or time.monotonic()
         return (
             f"kept {self.kept_so_far()} so far · ${self.cost_usd:.4f} spent "
-            f"({self.paid_calls} paid calls) · {duration(now - self.started)} elapsed"
+            f"({self.requests} request{'' if self.requests == 1 else 's'}) · "
+            f"{duration(now - self.started)} elapsed"
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -238,7 +240,7 @@ class Tally:
             "fraction_done": done / total if total else 0.0,
             "kept_so_far": self.kept_so_far(),
             "cost_usd": self.cost_usd,
-            "paid_calls": self.paid_calls,
+            "requests": self.requests,
             "elapsed_s": now - self.started,
         }
 

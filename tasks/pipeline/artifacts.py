@@ -101,7 +101,7 @@ def progress_markdown(snapshot: dict[str, Any]) -> str:
     lines += [
         "",
         f"**kept so far: {snapshot['kept_so_far']}** · **cost so far: "
-        f"${snapshot['cost_usd']:.4f}** ({snapshot['paid_calls']} paid calls) · "
+        f"${snapshot['cost_usd']:.4f}** ({snapshot['requests']} requests) · "
         f"{progress.duration(snapshot['elapsed_s'])} elapsed · the bar counts the rows "
         "of the stages started so far",
     ]

@@ -36,7 +36,7 @@ def test_line_reporter_says_rate_eta_kept_and_cost(capsys) -> None:
     err = capsys.readouterr().err
     line = next(x for x in err.splitlines() if "5/10 done" in x)
     assert "/s" in line and "ETA" in line and "kept 3" in line
-    assert "kept 3 so far" in line and "$0.0150 spent (2 paid calls)" in line
+    assert "kept 3 so far" in line and "$0.0150 spent (2 requests)" in line
     assert "[judge] done (5, kept 3" in err
 
 
@@ -88,4 +88,4 @@ def test_rich_bar_shows_rate_eta_kept_and_cost() -> None:
         bar.refresh()
     text = recorded.export_text()
     assert "solutions 4/8" in text and "/s" in text and "ETA" in text and "kept 3" in text
-    assert "$0.0200 spent (1 paid calls)" in text
+    assert "$0.0200 spent (1 request)" in text
