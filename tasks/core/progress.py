@@ -4,7 +4,8 @@ Stages report to whatever reporter the process installed: the CLI installs a ric
 progress bar; a run started from the Prefect UI has none and logs a line per stage
 instead. Tasks run in threads of the flow's process, so one process-wide reporter sees
 them all; on a Dask or Ray cluster (``task_runner``) the flow's process counts whole
-shards as they come back, and the workers' own counts go nowhere.
+shards as they come back (and their requests and cost, from the shard's calls), and
+the workers' own counts go nowhere.
 
 Besides rows done, reporters may hear of rows kept (``kept``: a shard's kept rows as it
 finishes) and of money spent (``spent``: each LLM answer sent for, as it arrives). A

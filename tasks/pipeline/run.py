@@ -318,8 +318,13 @@ class Run:
         rejections = (r.model_copy(update={"record": None}) for r in one.rejections())
         for chunk in _chunks(rejections):
             self.catalog.add_rejections(self.run_id, chunk)
+        remote = self._task_runner is not None  # answered on a worker, out of our sight
         for chunk in _chunks(self._calls(one)):
             self.catalog.add_llm_calls(self.run_id, chunk)
+            if remote:  # so the cost so far counts them as their shard comes back
+                for call in chunk:
+                    if not call.get("cached"):
+                        progress.spent(float(call.get("cost_usd") or 0.0))
 
     def _record(
         self, output: StageOutput, started: datetime, shards_recorded: bool = False
