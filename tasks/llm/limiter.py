@@ -537,19 +537,18 @@ def forget_limiters() -> None:
     _limiters.clear()
 
 
-def endpoint_profiles() -> dict[tuple[str, str], dict[str, float | None]]:
-    """What this process learnt of each endpoint, by (provider, model): the concurrency
-    its limiter allows now, and the per-minute quotas its rate-limit headers reported
-    (None where none was sent). What a run's projection paces the full run by."""
-    found: dict[tuple[str, str], dict[str, float | None]] = {}
-    for (provider, _base_url, model), limiter in list(_limiters.items()):
-        quota = limiter.quota
-        # the limit starts low and grows to the ceiling unless the server refuses: a
-        # short preview rarely sees it grown, so the ceiling is the honest figure then
-        concurrency = limiter.current if limiter.decreases else limiter.ceiling
-        found[(provider, model)] = {
-            "concurrency": float(concurrency),
-            "requests_per_min": quota.limit.get("requests"),
-            "tokens_per_min": quota.limit.get("tokens"),
-        }
-    return found
+def endpoint_profile(provider: str, base_url: str, model: str) -> dict[str, float | None] | None:
+    """What this process learnt of an endpoint (None if it sent nothing there): the
+    concurrency its limiter allows, and the per-minute quotas its rate-limit headers
+    reported (None where none was sent). What a preview paces the full run by."""
+    limiter = _limiters.get((provider, base_url, model))
+    if limiter is None:
+        return None
+    # the limit starts low and grows to the ceiling unless the server refuses: a short
+    # preview rarely sees it grown, so the ceiling is the honest figure then
+    concurrency = limiter.current if limiter.decreases else limiter.ceiling
+    return {
+        "concurrency": float(concurrency),
+        "requests_per_min": limiter.quota.limit.get("requests"),
+        "tokens_per_min": limiter.quota.limit.get("tokens"),
+    }

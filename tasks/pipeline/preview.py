@@ -15,7 +15,8 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-from tasks.llm.limiter import endpoint_profiles
+from tasks.llm.clients import client_for
+from tasks.llm.limiter import endpoint_profile
 from tasks.llm.prices import PriceTable
 from tasks.pipeline.params import ProviderParams
 from tasks.pipeline.projection import CallMeasure, Endpoint, StageMeasure, project
@@ -37,21 +38,7 @@ def preview_document(
     measures, answered = measure(run)
     params = run.params
     batch = bool(getattr(params, "batch", False))
-    concurrency = float(getattr(params, "concurrency", 16))
-    endpoints = {
-        key: Endpoint(
-            # the embedded model answers one request at a time, whatever the parameter
-            concurrency=1.0
-            if key[0] == "local"
-            else min(concurrency, profile["concurrency"] or concurrency),
-            requests_per_min=profile["requests_per_min"],
-            tokens_per_min=profile["tokens_per_min"],
-        )
-        for key, profile in endpoint_profiles().items()
-    }
-    for spec in _specs(params):  # endpoints that answered from the journal only
-        serial = spec[0] == "local"
-        endpoints.setdefault(spec, Endpoint(concurrency=1.0 if serial else concurrency))
+    endpoints = _endpoints(params)
     full_rows = run.full_rows if run.full_rows is not None else run.preview_rows
     projection = project(
         measures,
@@ -78,6 +65,11 @@ def preview_document(
         f"this preview took {took:.0f} s from the run's start: the full run's start-up "
         "(not in its wall time) is about what this preview's was"
     )
+    if run.full_rows is not None and run.preview_rows >= run.full_rows:
+        projection.notes.append(
+            "this preview ran every input: the full run asks nothing new (the journal "
+            "answers it all) and publishes what this preview kept"
+        )
     if run.full_rows is None:
         projection.notes.append("the recipe did not say how many inputs it has: full = preview")
     return {
@@ -158,7 +150,22 @@ def _rejected_examples(outputs: list[StageOutput]) -> list[dict[str, Any]]:
     return (chosen + spare)[:REJECTED_EXAMPLES]
 
 
-def _specs(params: Any) -> list[tuple[str, str]]:
+def _endpoints(params: Any) -> dict[tuple[str, str], Endpoint]:
+    """The generator's and the judge's endpoints as the preview found them, by the
+    (provider, model) their calls name: concurrency and the quotas their headers told."""
     if not isinstance(params, ProviderParams):
-        return []
-    return [(s.kind, s.model) for s in (params.generator(), params.judge())]
+        return {}
+    found: dict[tuple[str, str], Endpoint] = {}
+    for spec in (params.generator(), params.judge()):
+        client = client_for(spec)  # the one the stages used: its model is resolved
+        profile = endpoint_profile(client.name, spec.base_url or "", client.model) or {}
+        ceiling = float(spec.max_concurrency)
+        found[(client.name, client.model)] = Endpoint(
+            # the embedded model answers one request at a time, whatever the parameter
+            concurrency=1.0
+            if spec.kind == "local"
+            else min(ceiling, profile.get("concurrency") or ceiling),
+            requests_per_min=profile.get("requests_per_min"),
+            tokens_per_min=profile.get("tokens_per_min"),
+        )
+    return found
