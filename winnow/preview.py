@@ -27,6 +27,8 @@ def _number(value: float | None, money: bool = False) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "open"
+    if seconds < 1:
+        return "<1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -56,13 +58,13 @@ def projection_table(p: dict[str, Any]) -> Table:
 
 def models_table(p: dict[str, Any]) -> Table:
     table = Table(title="Cost by provider and model", title_justify="left")
-    for col in ("provider", "model", "price in/out per 1M", "requests", "cost", "low", "high"):
+    for col in ("provider", "model", "$/1M in/out", "requests", "cost", "low", "high"):
         table.add_column(col, justify="left" if col in ("provider", "model") else "right")
     for m in p["by_model"]:
         price = (
             "unpriced"
             if m["price_in_per_m"] is None
-            else f"${m['price_in_per_m']:g} / ${m['price_out_per_m']:g}"
+            else f"{m['price_in_per_m']:g} / {m['price_out_per_m']:g}"
             + (" (batch)" if m["batch"] else "")
         )
         if m["provider"] == "local":
