@@ -11,8 +11,17 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from tasks.core import progress
 
@@ -26,31 +35,77 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-class RichReporter:
-    """Stage progress as rich bars on stderr (one bar per stage)."""
+class RateColumn(ProgressColumn):
+    """Rows per second of a stage since it started."""
 
-    def __init__(self, bar: Progress) -> None:
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-/s" if speed is None else f"{speed:.2f}/s", style="progress.data.speed")
+
+
+class EtaColumn(ProgressColumn):
+    """Time left at the rate so far (for the rows known so far); nothing once done."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished:
+            return Text("")
+        left = task.time_remaining
+        return Text(f"ETA {progress.duration(left)}", style="progress.remaining")
+
+
+class RunProgress(Progress):
+    """The stages' bars, then one line for the run: kept and spent so far."""
+
+    def __init__(self, tally: progress.Tally, *columns: Any, **kwargs: Any) -> None:
+        self.tally = tally  # before the base's __init__, which renders once
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Iterator[Any]:
+        yield from super().get_renderables()
+        yield Text(self.tally.run_line(), style="bold")
+
+
+class RichReporter:
+    """Stage progress as rich bars on stderr: one bar per stage with its rate, time left
+    and rows kept, and a line for the run with what it kept and spent so far."""
+
+    def __init__(self, bar: Progress, tally: progress.Tally | None = None) -> None:
         self._bar = bar
+        self.tally = tally or progress.Tally()
         self._ids: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def start(self, stage: str, total: int) -> None:
+        self.tally.start(stage, total)
         with self._lock:
-            self._ids[stage] = self._bar.add_task(stage, total=total)
+            self._ids[stage] = self._bar.add_task(stage, total=total, kept=0)
 
     def extend(self, stage: str, n: int) -> None:
+        self.tally.extend(stage, n)
         with self._lock:
             task = self._ids.get(stage)
         if task is not None:
             self._bar.update(task, total=(self._bar.tasks[task].total or 0) + n)
 
     def advance(self, stage: str, n: int = 1) -> None:
+        self.tally.advance(stage, n)
         with self._lock:
             task = self._ids.get(stage)
         if task is not None:
             self._bar.advance(task, n)
 
+    def kept(self, stage: str, n: int) -> None:
+        self.tally.kept(stage, n)
+        with self._lock:
+            task = self._ids.get(stage)
+        if task is not None:
+            self._bar.update(task, kept=self.tally.stage(stage).kept)
+
+    def spent(self, usd: float) -> None:
+        self.tally.spent(usd)  # shown by the run's line at the next refresh
+
     def finish(self, stage: str) -> None:
+        self.tally.finish(stage)
         with self._lock:
             task = self._ids.get(stage)
         if task is not None:
@@ -60,44 +115,51 @@ class RichReporter:
 class LineReporter:
     """Progress for logs and pipes: a line when a stage starts, one every ``every_s``
     seconds while it advances (done / known so far: a chained stage learns its work as
-    the stage before it keeps rows), and one when it ends."""
+    the stage before it keeps rows; its rate, the time left at that rate, the rows it
+    kept, and what the run kept and spent so far), and one when it ends."""
 
     def __init__(self, every_s: float = 30.0) -> None:
-        self._done: dict[str, int] = {}
-        self._total: dict[str, int] = {}
+        self.tally = progress.Tally()
         self._last: dict[str, float] = {}
         self._every_s = every_s
         self._lock = threading.Lock()
 
     def start(self, stage: str, total: int) -> None:
+        self.tally.start(stage, total)
         with self._lock:
-            self._done[stage], self._total[stage] = 0, total
             self._last[stage] = time.monotonic()
         told = f"{total} to do" if total else "its work comes from the stage before"
         self._line(f"[{stage}] started: {told}")
 
     def extend(self, stage: str, n: int) -> None:
-        with self._lock:
-            self._total[stage] = self._total.get(stage, 0) + n
+        self.tally.extend(stage, n)
+
+    def kept(self, stage: str, n: int) -> None:
+        self.tally.kept(stage, n)
+
+    def spent(self, usd: float) -> None:
+        self.tally.spent(usd)
 
     def advance(self, stage: str, n: int = 1) -> None:
+        self.tally.advance(stage, n)
         with self._lock:
-            self._done[stage] = done = self._done.get(stage, 0) + n
             now = time.monotonic()
             if now - self._last.get(stage, 0.0) < self._every_s:
                 return
             self._last[stage] = now
-            total = self._total.get(stage, 0)
-        self._line(f"[{stage}] {done}/{total} done")
+        self._line(f"[{stage}] {self.tally.stage_line(stage)} | {self.tally.run_line()}")
 
     def finish(self, stage: str) -> None:
-        with self._lock:
-            done = self._done.get(stage, 0)
-        self._line(f"[{stage}] done ({done})")
+        self.tally.finish(stage)
+        count = self.tally.stage(stage)
+        self._line(
+            f"[{stage}] done ({count.done}, kept {count.kept}, "
+            f"{progress.duration(count.elapsed_s())}) | {self.tally.run_line()}"
+        )
 
     @staticmethod
     def _line(text: str) -> None:
-        err.print(text, highlight=False, markup=False)
+        err.print(text, highlight=False, markup=False, soft_wrap=True)  # a line a log line
 
 
 @contextmanager
@@ -109,15 +171,20 @@ def live_progress() -> Iterator[None]:
         finally:
             progress.install(previous)
         return
-    bar = Progress(
+    tally = progress.Tally()
+    bar = RunProgress(
+        tally,
         TextColumn("[bold]{task.description:<14}"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
+        EtaColumn(),
+        TextColumn("kept {task.fields[kept]}"),
         TimeElapsedColumn(),
         console=err,
         transient=False,
     )
-    previous = progress.install(RichReporter(bar))
+    previous = progress.install(RichReporter(bar, tally))
     try:
         with bar:
             yield

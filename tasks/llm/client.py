@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from tasks.core import progress
 from tasks.llm.base import (
     ChatRequest,
     ChatResult,
@@ -197,6 +198,7 @@ class LLMClient:
         key = request_key(self.name, self.model, request)
         cost = self.prices.cost(self.name, self.model, completion.usage, batch=batch)
         entry = self._entry(key, request, completion, latency_s, cost, attempts=1, batch=batch)
+        progress.spent(cost)
         if self.journal is not None:
             self.journal.put(entry)
             entry = self.journal.get(key) or entry
@@ -282,6 +284,7 @@ class LLMClient:
         _inflight[slot] = future
         try:
             result = await self._send(key, request)
+            progress.spent(result.cost_usd)  # "cost so far" for the person waiting
             future.set_result(result)
             if result.ok and self.journal is not None:
                 _recent[slot] = result

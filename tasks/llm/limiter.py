@@ -535,3 +535,20 @@ def shared_limiter(provider: str, base_url: str, model: str, ceiling: int) -> En
 def forget_limiters() -> None:
     """A new event loop (after a fork) starts with fresh limiters."""
     _limiters.clear()
+
+
+def endpoint_profile(provider: str, base_url: str, model: str) -> dict[str, float | None] | None:
+    """What this process learnt of an endpoint (None if it sent nothing there): the
+    concurrency its limiter allows, and the per-minute quotas its rate-limit headers
+    reported (None where none was sent). What a preview paces the full run by."""
+    limiter = _limiters.get((provider, base_url, model))
+    if limiter is None:
+        return None
+    # the limit starts low and grows to the ceiling unless the server refuses: a short
+    # preview rarely sees it grown, so the ceiling is the honest figure then
+    concurrency = limiter.current if limiter.decreases else limiter.ceiling
+    return {
+        "concurrency": float(concurrency),
+        "requests_per_min": limiter.quota.limit.get("requests"),
+        "tokens_per_min": limiter.quota.limit.get("tokens"),
+    }

@@ -1,7 +1,8 @@
 """Parameters every recipe shares, as pydantic models a recipe's parameters mix in.
 
-- ``RuntimeParams``: where shards run and live (task_runner, dask_address, storage...)
-  and how many records a task run carries.
+- ``RuntimeParams``: where shards run and live (task_runner, dask_address, storage...),
+  how many records a task run carries, and ``preview`` (a few inputs, nothing published,
+  the full run projected).
 - ``ProviderParams``: the generator and the judge, each a provider and a model (the judge
   defaulting to the generator), their limits, and whether LLM stages go through the
   provider's batch API. It builds each LLM stage's configuration, so every recipe gets
@@ -43,6 +44,13 @@ class RuntimeParams(BaseModel):
         "(default: the project's .winnow)",
     )
     shard_size: int = Field(16, ge=1, le=100_000, description="records per task run")
+    preview: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="preview: run only this many inputs through every stage, publish "
+        "nothing, and project the full run's requests, tokens, cost and time",
+    )
 
 
 def runtime_of(params: BaseModel) -> RuntimeParams:
@@ -113,7 +121,10 @@ class ProviderParams(RuntimeParams):
         return llm_config(self.judge(), template, batch=self.batch_settings(), **overrides)
 
     def batch_settings(self) -> BatchSettings | None:
-        if not self.batch:
+        """None for live requests. A preview asks live even when ``batch`` is on: it must
+        answer in minutes, and its projection prices the full run at the batch discount
+        (the full batch run then reuses the preview's journaled answers)."""
+        if not self.batch or self.preview:
             return None
         return BatchSettings(
             poll_initial_s=self.batch_poll_s,

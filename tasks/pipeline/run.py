@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.core import progress
 from tasks.core.janitor import ensure_janitor
 from tasks.core.killpoints import kill_point
 from tasks.core.paths import Location
@@ -40,6 +41,7 @@ from tasks.pipeline import artifacts
 from tasks.pipeline.executors import make_task_runner, shared_api
 from tasks.pipeline.facts import RunFacts
 from tasks.pipeline.params import ProviderParams, card_params_of, runtime_of
+from tasks.pipeline.preview import preview_document
 from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
 from tasks.pipeline.report import report_location, write_report_of_rows
 from tasks.pipeline.runner import (
@@ -101,6 +103,14 @@ class Run:
         self.gates: list[gx.GateResult] = []
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
+        # a preview: this many inputs through every stage, nothing published
+        self.preview: int | None = runtime.preview
+        self.preview_rows = 0
+        self.full_rows: int | None = None  # inputs the full run would take
+        self.whole_dataset: set[str] = set()  # stages run by global_stage
+        self._preview_document: dict[str, Any] | None = None
+        self.live = artifacts.LiveProgress(recipe, self.info.run_id)
+        self._reporter: progress.Reporter | None = None
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
         provider, model = _generator_of(params)
@@ -131,7 +141,16 @@ class Run:
     def inputs(self, rows: Iterable[dict[str, Any]], total: int | None = None) -> InputShards:
         """The run's input rows as content-addressed shards of ``shard_size`` rows, written
         as the first stage takes them (its first requests leave before a large input is
-        all written). ``total``: the number of rows, when known (for progress)."""
+        all written). ``total``: the number of rows, when known (for progress).
+
+        In a preview, only the first ``preview`` rows go in, and the rest are counted (not
+        kept in memory) so the full run can be projected."""
+        if self.preview:
+            source = iter(rows)
+            head = list(islice(source, self.preview))
+            self.preview_rows = len(head)
+            self.full_rows = total if total is not None else len(head) + sum(1 for _ in source)
+            rows, total = head, len(head)
         return InputShards(iter_input_shards(rows, self.shard_size, self.recipe), total)
 
     def stage(
@@ -192,6 +211,7 @@ class Run:
     def global_stage(self, stage: GlobalStage, shards: list[ShardRef], config: Any) -> StageOutput:
         """Run a whole-dataset step (dedup, balance) and record it like any stage."""
         started = datetime.now(UTC)
+        self.whole_dataset.add(stage.name)
         with self.location.active():
             # in shards of the run's size, so that the stages after it run in parallel
             output = run_global(stage, shards, config, self.info, self.shard_size)
@@ -223,6 +243,11 @@ class Run:
         self.gates.append(result)
         self.catalog.add_validation(self.run_id, stage, result)
         artifacts.gate(self.run_id, stage, result)
+        if self.preview and not result.success:
+            # a few rows say little about a whole-output suite: the preview reports it
+            # (in its gates) and goes on to the projection instead of stopping
+            log.warning("preview: %s", result.summary())
+            return result
         gx.enforce(result)
         return result
 
@@ -234,7 +259,10 @@ class Run:
         summary: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Publish ``final``'s rows (as ``to_example`` makes them) and every rejection of
-        every stage this run ran to the run's ``out``; returns the funnel document."""
+        every stage this run ran to the run's ``out``; returns the funnel document.
+        A preview publishes nothing and returns :meth:`preview_document` instead."""
+        if self.preview:
+            return self.preview_document(final, to_example, summary)
         if self.out is None:
             raise ValueError("this recipe's parameters have no 'out' to publish to")
         funnel = {**self.funnel_document(final.n_kept), "out": self.out, **(summary or {})}
@@ -260,6 +288,19 @@ class Run:
         write_report_of_rows(Path(location), self.facts(funnel), kept, rejected)
         artifacts.report(self.recipe, self.run_id, location)
         return location
+
+    def preview_document(
+        self,
+        final: StageOutput,
+        to_example: Callable[[dict[str, Any]], dict[str, Any]],
+        summary: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What a preview says: its funnel, a few kept and rejected examples with their
+        reasons, and the projection of the full run (kept as an artifact too)."""
+        doc = preview_document(self, final, to_example, summary)
+        self._preview_document = doc
+        artifacts.preview(self.recipe, self.run_id, doc)
+        return doc
 
     def funnel_document(self, n_kept: int) -> dict[str, Any]:
         """What ``funnel.json`` and a flow's return value say of the run."""
@@ -308,8 +349,13 @@ class Run:
         rejections = (r.model_copy(update={"record": None}) for r in one.rejections())
         for chunk in _chunks(rejections):
             self.catalog.add_rejections(self.run_id, chunk)
+        remote = self._task_runner is not None  # answered on a worker, out of our sight
         for chunk in _chunks(self._calls(one)):
             self.catalog.add_llm_calls(self.run_id, chunk)
+            if remote:  # so the cost so far counts them as their shard comes back
+                for call in chunk:
+                    if not call.get("cached"):
+                        progress.spent(float(call.get("cost_usd") or 0.0))
 
     def _record(
         self, output: StageOutput, started: datetime, shards_recorded: bool = False
@@ -360,12 +406,18 @@ class Run:
         """Inside the block, shards (inputs included) go to the run's storage."""
         self._active = ExitStack()
         self._active.enter_context(self.location.active())
+        # what the terminal shows, also as a live artifact on the run's page in the UI
+        self._reporter = progress.install(progress.Fanout(progress.current(), self.live.open()))
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if self._active is not None:
             self._active.close()
             self._active = None
+        if self._reporter is not None:
+            progress.install(self._reporter)
+            self._reporter = None
+            self.live.close("completed" if exc is None else "failed")
         if exc is None:
             self.finish("completed")
         else:
@@ -374,6 +426,12 @@ class Run:
     def finish(self, status: str, error: str | None = None) -> None:
         self._runner_stack.close()  # a temporary cluster goes away with the run
         self._runner_started = False
+        if self.preview:  # nothing published: no output directory, a status of its own
+            status = "preview" if status == "completed" else status
+            self.catalog.finish_run(
+                self.run_id, status=status, error=error, summary=self._preview_document
+            )
+            return
         self.catalog.finish_run(self.run_id, status=status, out_dir=self.out, error=error)
         if status == "completed":
             artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -156,13 +157,18 @@ def run_shard(
         if done.complete:
             if report:
                 progress.current().advance(stage.name, shard.rows)
+                progress.kept(stage.name, done.kept.rows)
             return done.model_copy(update={"reused": True})
 
     rows = read_shard(shard.path)
     ctx = StageContext(run=run, stage=stage.name, report=report)
+    began = time.monotonic()
     result = stage.fn(rows, config, ctx)
+    seconds = time.monotonic() - began
     if report and shard.rows > ctx.counted:
         progress.current().advance(stage.name, shard.rows - ctx.counted)
+    if report:
+        progress.kept(stage.name, len(result.kept))
     kill_point(f"shard.{stage.name}")
     fsio.makedirs(directory)
     output = ShardOutput(
@@ -175,6 +181,7 @@ def run_shard(
         complete=not any(c.get("error") for c in result.calls),
         n_in=result.n_in,
         worker=worker_name(),
+        seconds=round(seconds, 3),
     )
     _write_marker(marker, output)
     return output
@@ -354,6 +361,7 @@ def _run_on(
         i = index[future]
         output = future.result()
         reporter.advance(stage.name, shards[i].rows)
+        progress.kept(stage.name, output.kept.rows)
         yield i, output
 
 
@@ -502,6 +510,7 @@ def _chain_on(
             if k:
                 progress.extend(link.stage.name, output.input.rows)
             reporter.advance(link.stage.name, output.input.rows)
+            progress.kept(link.stage.name, output.kept.rows)
         done(i, outputs)
         placed[i] = outputs
     return [placed[i] for i in sorted(placed)]
@@ -525,8 +534,10 @@ def run_global(
     reporter = progress.current()
     reporter.start(stage.name, combined.rows)
     if fsio.exists(marker):
-        reporter.finish(stage.name)
         done = StageOutput.model_validate_json(fsio.read_text(marker))
+        reporter.advance(stage.name, combined.rows)
+        progress.kept(stage.name, done.n_kept)
+        reporter.finish(stage.name)
         return done.model_copy(
             update={"shards": [s.model_copy(update={"reused": True}) for s in done.shards]}
         )
@@ -554,6 +565,7 @@ def run_global(
     for kind in ("kept", "rejected"):
         if buffers[kind] or not written[kind]:
             flush(kind)
+    progress.kept(stage.name, sum(ref.rows for ref in written["kept"]))
     reporter.finish(stage.name)
 
     # One ShardOutput per written pair, the input counted once, on the first.

@@ -129,6 +129,7 @@ class ShardOutput(BaseModel):
     reused: bool = False
     n_in: int | None = None
     worker: str = ""  # host:pid of the process that made the shard
+    seconds: float = 0.0  # wall time of the stage's function on this shard, when made
 
     @property
     def units_in(self) -> int:

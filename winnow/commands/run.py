@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -10,7 +11,10 @@ import typer
 
 from winnow.console import err, fail, live_progress, out, print_summary
 from winnow.errors import user_errors
+from winnow.preview import print_preview
 from winnow.serving.background import prepare_run
+
+DEFAULT_PREVIEW_ROWS = 3
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -50,8 +54,21 @@ def run(
     out_dir: str = typer.Option(None, "--out", help="Output directory."),
     sets: list[str] = typer.Option(None, "--set", help="Any parameter: --set n_solutions=8"),
     show_params: bool = typer.Option(False, "--params", help="Print the parameters and exit."),
+    preview: bool = typer.Option(
+        False,
+        "--preview",
+        help="Run only N inputs (default 3) through every stage, publish nothing, and "
+        "project the full run: requests, tokens, cost, time, with their uncertainty.",
+    ),
+    preview_rows: int = typer.Argument(
+        None, metavar="[N]", min=1, help="How many inputs --preview runs (default 3)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result (the preview and its projection) as JSON."
+    ),
 ) -> None:
-    """Run a recipe. Every parameter is settable with --set key=value; see --params."""
+    """Run a recipe. Every parameter is settable with --set key=value; see --params.
+    `winnow run RECIPE --preview [N]` runs N inputs and projects what the full run costs."""
     from flows.registry import UnknownRecipe, get_recipe
 
     try:
@@ -77,6 +94,10 @@ def run(
         "out": out_dir,
     }
     given.update({k: v for k, v in options.items() if v is not None})
+    if preview_rows is not None and not preview:
+        raise fail(f"{preview_rows!r}: a number after the recipe is --preview's N (--preview N)")
+    if preview:
+        given["preview"] = preview_rows or given.get("preview") or DEFAULT_PREVIEW_ROWS
     small = _small_defaults(spec, given)
     if small:
         err.print(
@@ -96,7 +117,13 @@ def run(
         started = time.monotonic()
         with live_progress():
             summary = spec.flow()(params)
-    print_summary(summary, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    elif summary.get("preview"):
+        print_preview(summary, seconds)
+    else:
+        print_summary(summary, seconds)
 
 
 def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:

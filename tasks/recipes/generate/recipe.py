@@ -93,7 +93,10 @@ class OrderedOutput:
 
 
 def publish_generate(run: Run, output: StageOutput, written: OrderedOutput) -> dict[str, Any]:
-    """Make the output file, written as shards completed, visible at ``out`` at once."""
+    """Make the output file, written as shards completed, visible at ``out`` at once.
+    A preview leaves it unwritten (the sink's temporary file goes) and projects instead."""
+    if run.preview:
+        return run.preview_document(output, lambda row: row)
     written.sink.commit()
     summary = {
         **run.funnel_document(output.n_kept),
