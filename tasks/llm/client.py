@@ -39,6 +39,7 @@ from tasks.llm.base import (
     Completion,
     ConfigError,
     EndpointDown,
+    Logprobs,
     Overloaded,
     PermanentError,
     Provider,
@@ -373,6 +374,7 @@ class LLMClient:
             model=self.model,
             finish_reason=completion.finish_reason,
             attempts=attempts,
+            logprobs=completion.logprobs,
         )
         if self._committer is not None:
             entry = self._entry(key, request, completion, latency, cost, attempts)
@@ -411,6 +413,8 @@ class LLMClient:
                 "params": request.params.model_dump(),
                 "sample": request.sample,
             },
+            mean_logprob=completion.logprobs.mean_logprob if completion.logprobs else None,
+            logprob_tokens=completion.logprobs.tokens if completion.logprobs else None,
         )
 
     def _failure(self, key: str, error: str, attempts: int, started: float) -> ChatResult:
@@ -439,6 +443,11 @@ class LLMClient:
             provider=entry.provider,
             model=entry.model,
             finish_reason=entry.finish_reason,
+            logprobs=(
+                Logprobs(mean_logprob=entry.mean_logprob, tokens=entry.logprob_tokens)
+                if entry.mean_logprob is not None and entry.logprob_tokens
+                else None
+            ),
         )
 
 

@@ -17,6 +17,7 @@ from tasks.llm.base import (
     ChatRequest,
     Completion,
     ConfigError,
+    Logprobs,
     Overloaded,
     PermanentError,
     ProviderSpec,
@@ -167,6 +168,8 @@ class OpenAIProvider:
             args["stop"] = p.stop
         if p.json_mode:
             args["response_format"] = {"type": "json_object"}
+        if self.spec.logprobs:
+            args["logprobs"] = True  # the answer's token log-probabilities, same request
         return args
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -245,4 +248,21 @@ def _completion(body: Any) -> Completion:
             completion_tokens=int(usage.get("completion_tokens") or 0),
         ),
         finish_reason=choice.get("finish_reason"),
+        logprobs=chat_logprobs(choice.get("logprobs")),
     )
+
+
+def chat_logprobs(block: Any) -> Logprobs | None:
+    """The summary of a choice's ``logprobs`` (``{"content": [{"token", "logprob"}...]}``
+    in the chat API; absent or null when the server does not return them)."""
+    if not isinstance(block, dict):
+        return None
+    content = block.get("content")
+    if not isinstance(content, list):
+        return None
+    values = []
+    for item in content:
+        value = item.get("logprob") if isinstance(item, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values.append(float(value))
+    return Logprobs.of(values)

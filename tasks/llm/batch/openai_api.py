@@ -17,6 +17,7 @@ import openai
 from tasks.llm.base import ChatRequest, Completion, Usage
 from tasks.llm.batch.api import BatchError, BatchStatus, write_jsonl
 from tasks.llm.client import LLMClient
+from tasks.llm.openai_provider import chat_logprobs
 
 ENDPOINT = "/v1/chat/completions"
 ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -107,6 +108,7 @@ def parse_line(row: dict[str, Any]) -> Completion | BatchError:
                 completion_tokens=usage.get("completion_tokens", 0) or 0,
             ),
             finish_reason=choice.get("finish_reason"),
+            logprobs=chat_logprobs(choice.get("logprobs")),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         return BatchError(kind="failed", message=f"malformed result body: {exc}")
