@@ -24,6 +24,13 @@ from tasks.curation.contamination import (
     contamination_stage,
 )
 from tasks.curation.exact import ExactDedupConfig, exact_dedup, exact_dedup_stage
+from tasks.curation.ifd import (
+    IFDConfig,
+    ifd_score_batch,
+    ifd_score_stage,
+    ifd_select,
+    ifd_select_stage,
+)
 from tasks.curation.judges import JudgeCommitteeConfig, judge_committee_batch, judge_committee_stage
 from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup, minhash_dedup_stage
 from tasks.curation.phrases import (
@@ -42,6 +49,7 @@ __all__ = [
     "ContaminationConfig",
     "ContaminationError",
     "ExactDedupConfig",
+    "IFDConfig",
     "JudgeCommitteeConfig",
     "MinHashDedupConfig",
     "PhraseBalanceConfig",
@@ -55,6 +63,10 @@ __all__ = [
     "distribution",
     "exact_dedup",
     "exact_dedup_stage",
+    "ifd_score_batch",
+    "ifd_score_stage",
+    "ifd_select",
+    "ifd_select_stage",
     "judge_committee_batch",
     "judge_committee_stage",
     "minhash_dedup",

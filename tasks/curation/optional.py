@@ -1,4 +1,5 @@
-"""Curation steps a recipe turns on with parameters: contamination, near-dup, semantic dedup.
+"""Curation steps a recipe turns on with parameters: contamination, near-dup, semantic dedup,
+instruction-following difficulty (IFD).
 
 A recipe mixes ``CurationParams`` into its parameters, builds a ``CurationPlan`` in its
 plan (so a missing eval folder is reported before any request), and calls ``curate`` on
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tasks.curation.contamination import ContaminationConfig, contamination_stage
+from tasks.curation.ifd import IFDConfig, ifd_score_stage, ifd_select_stage
 from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup_stage
 from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
 from tasks.pipeline.run import Run
@@ -31,12 +33,26 @@ class CurationParams(BaseModel):
     semantic_dedup_threshold: float | None = Field(
         None, gt=0, le=1, description="MiniLM cosine at which a row is a semantic duplicate (off)"
     )
+    ifd_max: float | None = Field(
+        None,
+        gt=0,
+        description="score instruction-following difficulty with the embedded model and "
+        "keep rows with IFD below this; 1 drops the rows whose instruction does not help "
+        "predict the answer (off)",
+    )
+    ifd_top_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="with IFD on, keep only this most difficult fraction of those rows (off)",
+    )
 
 
 class CurationPlan(BaseModel):
     contamination: ContaminationConfig | None = None
     near_dup: MinHashDedupConfig | None = None
     semantic: SemanticDedupConfig | None = None
+    ifd: IFDConfig | None = None
 
 
 def plan_curation(
@@ -54,6 +70,19 @@ def plan_curation(
         )
         if params.semantic_dedup_threshold
         else None,
+        ifd=_ifd(params, fields),
+    )
+
+
+def _ifd(params: CurationParams, fields: list[str]) -> IFDConfig | None:
+    """IFD over the recipe's instruction and answer (its first two fields), if turned on."""
+    if params.ifd_max is None and params.ifd_top_fraction is None:
+        return None
+    return IFDConfig(
+        max_ifd=params.ifd_max if params.ifd_max is not None else 1.0,
+        top_fraction=params.ifd_top_fraction,
+        instruction_field=fields[0],
+        answer_field=fields[1],
     )
 
 
@@ -67,4 +96,7 @@ def curate(run: Run, output: StageOutput, plan: CurationPlan) -> StageOutput:
         current = run.global_stage(minhash_dedup_stage(), current.kept, plan.near_dup)
     if plan.semantic:
         current = run.global_stage(semantic_dedup_stage(), current.kept, plan.semantic)
+    if plan.ifd:
+        current = run.stage(ifd_score_stage(), current.kept, plan.ifd)
+        current = run.global_stage(ifd_select_stage(), current.kept, plan.ifd)
     return current
