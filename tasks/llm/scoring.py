@@ -35,6 +35,7 @@ from tasks.llm.base import ChatResult, ConfigError, Logprobs, ProviderSpec, Usag
 from tasks.llm.journal import Journal, JournalEntry
 
 SCORE_TEMPLATE = "score"
+CHOICE_TEMPLATE = "score/choice"
 SCORE_VERSION = "1"
 
 
@@ -51,6 +52,11 @@ class Scorer(Protocol):
 
     def score(self, prefix: str, continuation: str) -> list[float]:
         """The log-probability of each token of ``continuation`` after ``prefix``."""
+        ...
+
+    def choose(self, prefix: str, options: list[str]) -> list[float]:
+        """The log-probability of each option's first token as the token after
+        ``prefix`` (a yes/no judgement read from the model's distribution)."""
         ...
 
 
@@ -101,6 +107,44 @@ class EmbeddedScorer:
                 return _score_llama(loaded.llama, prefix, continuation)
 
         return loaded.executor.submit(run).result()
+
+    def choose(self, prefix: str, options: list[str]) -> list[float]:
+        loaded = self._load()
+
+        def run() -> list[float]:
+            with loaded.lock:
+                return _choose_llama(loaded.llama, prefix, options)
+
+        return loaded.executor.submit(run).result()
+
+
+def _choose_llama(llama: Any, prefix: str, options: list[str]) -> list[float]:
+    """One decode of ``prefix`` (logits at its last position only), then the
+    log-probability of each option's first token."""
+    tokens = llama.tokenize(prefix.encode(), add_bos=True, special=True)
+    if not tokens:
+        raise ScoreError("empty prefix")
+    if len(tokens) > llama.n_ctx():
+        raise ScoreError(f"{len(tokens)} tokens do not fit the {llama.n_ctx()}-token context")
+    firsts = []
+    for option in options:
+        ids = llama.tokenize(option.encode(), add_bos=False, special=False)
+        if not ids:
+            raise ScoreError(f"option {option!r} has no token")
+        firsts.append(ids[0])
+    n_batch = llama.n_batch
+    llama.reset()
+    llama._ctx.kv_cache_clear()
+    try:
+        for start in range(0, len(tokens), n_batch):
+            chunk = tokens[start : start + n_batch]
+            llama._batch.set_batch(batch=chunk, n_past=start, logits_all=False)
+            llama._ctx.decode(llama._batch)
+        last = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+        return [_log_softmax_at(last, token) for token in firsts]
+    finally:
+        llama.reset()
+        llama._ctx.kv_cache_clear()
 
 
 def _score_llama(llama: Any, prefix: str, continuation: str) -> list[float]:
@@ -206,6 +250,11 @@ class CompletionsScorer:
             raise ScoreError("no continuation token among the echoed logprobs")
         return [float(v) for v in values]
 
+    def choose(self, prefix: str, options: list[str]) -> list[float]:
+        """Each option scored after the prefix (one echo request per option); its first
+        token's log-probability."""
+        return [self.score(prefix, option)[0] for option in options]
+
 
 # --- the journal in front -------------------------------------------------------------------
 
@@ -227,11 +276,13 @@ class Scored:
         return self.result.error
 
 
-def score_key(provider: str, model: str, prefix: str, continuation: str) -> str:
+def score_key(
+    provider: str, model: str, prefix: str, continuation: str, choice: bool = False
+) -> str:
     payload = {
         "provider": provider,
         "model": model,
-        "template": SCORE_TEMPLATE,
+        "template": CHOICE_TEMPLATE if choice else SCORE_TEMPLATE,
         "template_version": SCORE_VERSION,
         "score": [prefix, continuation],
     }
@@ -249,9 +300,9 @@ class JournaledScorer:
         self.journal = journal
         self.concurrency = max(1, concurrency)
 
-    def score_many(self, pairs: list[tuple[str, str]]) -> list[Scored]:
+    def score_many(self, pairs: list[tuple[str, str]], *, choice: bool = False) -> list[Scored]:
         name, model = self.scorer.name, self.scorer.model
-        keys = [score_key(name, model, p, c) for p, c in pairs]
+        keys = [score_key(name, model, p, c, choice) for p, c in pairs]
         found = self.journal.get_many(keys) if self.journal is not None else {}
         out: list[Scored | None] = [None] * len(pairs)
         todo: dict[str, list[int]] = {}
@@ -263,7 +314,7 @@ class JournaledScorer:
 
         def one(key: str) -> tuple[str, Scored]:
             prefix, continuation = pairs[todo[key][0]]
-            return key, self._score(key, prefix, continuation)
+            return key, self._score(key, prefix, continuation, choice)
 
         workers = min(self.concurrency, len(todo)) or 1
         with ThreadPoolExecutor(workers, thread_name_prefix="winnow-score") as pool:
@@ -272,11 +323,20 @@ class JournaledScorer:
                     out[i] = scored if n == 0 else _as_cached(scored)
         return out  # type: ignore[return-value]
 
-    def _score(self, key: str, prefix: str, continuation: str) -> Scored:
+    def choose_many(self, items: list[tuple[str, list[str]]]) -> list[Scored]:
+        """Each ``(prefix, options)``: the options' next-token log-probabilities (in
+        ``Scored.logprobs``, one per option), journaled under their own keys."""
+        pairs = [(prefix, "\x00".join(options)) for prefix, options in items]
+        return self.score_many(pairs, choice=True)
+
+    def _score(self, key: str, prefix: str, continuation: str, choice: bool = False) -> Scored:
         name, model = self.scorer.name, self.scorer.model
         started = time.monotonic()
         try:
-            values = self.scorer.score(prefix, continuation)
+            if choice:
+                values = self.scorer.choose(prefix, continuation.split("\x00"))
+            else:
+                values = self.scorer.score(prefix, continuation)
         except (ScoreError, ConfigError) as exc:
             result = ChatResult(
                 key=key, error=str(exc), provider=name, model=model, attempts=1,
@@ -289,7 +349,7 @@ class JournaledScorer:
             key=key,
             provider=name,
             model=model,
-            template=SCORE_TEMPLATE,
+            template=CHOICE_TEMPLATE if choice else SCORE_TEMPLATE,
             template_version=SCORE_VERSION,
             text=json.dumps(values),
             prompt_tokens=len(values),
