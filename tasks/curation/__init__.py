@@ -42,6 +42,13 @@ from tasks.curation.phrases import (
 from tasks.curation.quantile import QualityQuantileConfig, quality_quantile, quality_quantile_stage
 from tasks.curation.rounds import RoundParams
 from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
+from tasks.curation.utility import (
+    UtilityConfig,
+    utility_score_batch,
+    utility_score_stage,
+    utility_select,
+    utility_select_stage,
+)
 
 __all__ = [
     "DEFAULT_PHRASES",
@@ -56,6 +63,7 @@ __all__ = [
     "QualityQuantileConfig",
     "RoundParams",
     "SemanticDedupConfig",
+    "UtilityConfig",
     "class_balance",
     "class_balance_stage",
     "contamination_batch",
@@ -76,4 +84,8 @@ __all__ = [
     "quality_quantile",
     "quality_quantile_stage",
     "semantic_dedup_stage",
+    "utility_score_batch",
+    "utility_score_stage",
+    "utility_select",
+    "utility_select_stage",
 ]

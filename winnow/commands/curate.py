@@ -15,7 +15,12 @@ Scoring steps read chat rows (``{"id", "messages", ...}``) and write the score i
 
 scores IFD = PPL(answer | instruction) / PPL(answer) with the scorer model
 (``--provider/--model/--base-url``; default the embedded model), journaled, and keeps the
-most difficult half of the rows whose instruction helps (IFD < 1).
+most difficult half of the rows whose instruction helps (IFD < 1), and::
+
+    winnow curate utility --dev verified.jsonl --threshold 0.25 < chat.jsonl
+
+keeps the quarter of rows that, shown as a one-shot demonstration, most lower the scorer's
+loss on the verified dev examples (``metadata.utility``).
 Exit 2 on malformed input or options.
 """
 
@@ -43,6 +48,7 @@ class Step(StrEnum):
     balance = "balance"
     quantile = "quantile"
     ifd = "ifd"
+    utility = "utility"
 
 
 def _read_rows(stream: TextIO) -> Iterator[dict[str, Any]]:
@@ -83,11 +89,13 @@ def build(step: Step, fields: list[str], **opt: Any) -> tuple[Callable[..., Any]
     from tasks import curation as c
 
     t = opt["threshold"]
-    if not fields and step is not Step.ifd:
+    if not fields and step not in (Step.ifd, Step.utility):
         raise fail(f"{step.value} needs --field")
     try:
         if step is Step.ifd:
             return _ifd(fields, t, opt)
+        if step is Step.utility:
+            return _utility(fields, t, opt)
         if step is Step.exact:
             cfg: Any = c.ExactDedupConfig(fields=fields, strip_comments=opt["strip_comments"])
             return c.exact_dedup, cfg, True
@@ -158,6 +166,40 @@ def _ifd(fields: list[str], t: float | None, opt: dict[str, Any]) -> tuple[Any, 
         **bounds,
     )
     return _score_then_select(ifd_score_batch, ifd_select), config, True
+
+
+def _utility(fields: list[str], t: float | None, opt: dict[str, Any]) -> tuple[Any, Any, bool]:
+    from tasks.core.jsonl import InputError, numbered_rows
+    from tasks.curation.ifd import NotScorable
+    from tasks.curation.utility import (
+        UtilityConfig,
+        load_dev,
+        utility_score_batch,
+        utility_select,
+    )
+
+    if not opt["dev"]:
+        raise fail("utility needs --dev FILE (verified chat rows)")
+    if fields and len(fields) != 2:
+        raise fail("utility takes no --field (chat rows) or two: INSTRUCTION and ANSWER")
+    try:
+        with opt["dev"].open(encoding="utf-8") as stream:
+            dev = load_dev([row for _, row in numbered_rows(stream)])
+    except (OSError, InputError, NotScorable) as exc:
+        raise fail(f"--dev {opt['dev']}: {exc}") from None
+    if not dev:
+        raise fail(f"--dev {opt['dev']}: no rows")
+    extra = {"min_utility": opt["min_utility"]} if opt["min_utility"] is not None else {}
+    config = UtilityConfig(
+        dev=dev,
+        scorer=_scorer(opt),
+        dev_sample=opt["dev_sample"],
+        top_fraction=t,
+        instruction_field=fields[0] if fields else None,
+        answer_field=fields[1] if fields else None,
+        **extra,
+    )
+    return _score_then_select(utility_score_batch, utility_select), config, True
 
 
 def _score_then_select(score: Callable[..., Any], select: Callable[..., Any]) -> Callable[..., Any]:
@@ -234,10 +276,17 @@ def curate(
         "most difficult first (all in range).",
     ),
     provider: str = typer.Option(
-        "local", help="ifd: the scorer's provider (local: the embedded model)."
+        "local", help="ifd, utility: the scorer's provider (local: the embedded model)."
     ),
-    model: str = typer.Option("", help="ifd: the scorer model (default: the embedded one)."),
-    base_url: str | None = typer.Option(None, help="ifd: the scorer's server URL."),
+    model: str = typer.Option(
+        "", help="ifd, utility: the scorer model (default: the embedded one)."
+    ),
+    base_url: str | None = typer.Option(None, help="ifd, utility: the scorer's server URL."),
+    dev: Path | None = typer.Option(None, help="utility: verified chat rows (the dev set)."),
+    dev_sample: int = typer.Option(8, min=1, help="utility: dev examples tried per row."),
+    min_utility: float | None = typer.Option(
+        None, help="utility: keep rows whose utility is above this (0: helps at all)."
+    ),
     min_ifd: float | None = typer.Option(None, help="ifd: keep IFD at least this (0)."),
     max_ifd: float | None = typer.Option(
         None, help="ifd: keep IFD below this (1: at or above, the instruction does not help)."
@@ -270,6 +319,9 @@ def curate(
         base_url=base_url,
         min_ifd=min_ifd,
         max_ifd=max_ifd,
+        dev=dev,
+        dev_sample=dev_sample,
+        min_utility=min_utility,
     )
     from tasks.curation.balance import label
 
