@@ -197,9 +197,7 @@ def test_recipe_parameters_turn_ifd_on_as_sharded_stages_of_a_run(llm_server):
 
     off = plan_curation(CurationParams(), ["problem", "solution"], "problem", None)
     assert off.ifd is None
-    plan = plan_curation(
-        CurationParams(ifd_max=1.0), ["problem", "solution"], "problem", None
-    )
+    plan = plan_curation(CurationParams(ifd_max=1.0), ["problem", "solution"], "problem", None)
     assert plan.ifd is not None and plan.ifd.instruction_field == "problem"
     # the recipe's scorer is the embedded model; here the test server stands in for it
     plan.ifd.scorer = spec_for(llm_server)

@@ -20,7 +20,9 @@ most difficult half of the rows whose instruction helps (IFD < 1), and::
     winnow curate utility --dev verified.jsonl --threshold 0.25 < chat.jsonl
 
 keeps the quarter of rows that, shown as a one-shot demonstration, most lower the scorer's
-loss on the verified dev examples (``metadata.utility``).
+loss on the verified dev examples (``metadata.utility``). Instead of discarding,
+``winnow curate weight --score-field metadata.utility`` keeps every scored row with a
+rank-normalised ``metadata.weight`` in (0, 1] (``tasks.curation.weights``).
 Exit 2 on malformed input or options.
 """
 
@@ -49,6 +51,7 @@ class Step(StrEnum):
     quantile = "quantile"
     ifd = "ifd"
     utility = "utility"
+    weight = "weight"
 
 
 def _read_rows(stream: TextIO) -> Iterator[dict[str, Any]]:
@@ -89,7 +92,7 @@ def build(step: Step, fields: list[str], **opt: Any) -> tuple[Callable[..., Any]
     from tasks import curation as c
 
     t = opt["threshold"]
-    if not fields and step not in (Step.ifd, Step.utility):
+    if not fields and step not in (Step.ifd, Step.utility, Step.weight, Step.quantile):
         raise fail(f"{step.value} needs --field")
     try:
         if step is Step.ifd:
@@ -133,6 +136,15 @@ def build(step: Step, fields: list[str], **opt: Any) -> tuple[Callable[..., Any]
                 score_field=opt["score_field"],
             )
             return c.class_balance, cfg, True
+        if step is Step.weight:
+            from tasks.curation.weights import WeightConfig, weight_by_score
+
+            if not opt["score_field"]:
+                raise fail("weight needs --score-field")
+            cfg = WeightConfig(
+                score_field=opt["score_field"], higher_is_better=not opt["lower_is_better"]
+            )
+            return weight_by_score, cfg, True
         if not opt["score_field"]:
             raise fail("quantile needs --score-field")
         cfg = c.QualityQuantileConfig(
@@ -287,6 +299,9 @@ def curate(
     min_utility: float | None = typer.Option(
         None, help="utility: keep rows whose utility is above this (0: helps at all)."
     ),
+    lower_is_better: bool = typer.Option(
+        False, help="weight: a lower score is better (e.g. a perplexity)."
+    ),
     min_ifd: float | None = typer.Option(None, help="ifd: keep IFD at least this (0)."),
     max_ifd: float | None = typer.Option(
         None, help="ifd: keep IFD below this (1: at or above, the instruction does not help)."
@@ -295,7 +310,9 @@ def curate(
     ngram: int = typer.Option(13, help="contamination: n-gram length in words."),
     rejected: Path | None = typer.Option(None, help="Where rejected rows go (JSON Lines)."),
     score_field: str | None = typer.Option(
-        None, help="Quality score, dotted (judge.score): semantic, phrases, balance, quantile."
+        None,
+        help="Quality score, dotted (judge.score, metadata.ifd): semantic, phrases, balance, "
+        "quantile, weight.",
     ),
     difficulty_field: str | None = typer.Option(None, help="semantic: multiplies the score."),
     phrase: list[str] = typer.Option([], "--phrase", help="phrases: replace the default list."),
@@ -322,6 +339,7 @@ def curate(
         dev=dev,
         dev_sample=dev_sample,
         min_utility=min_utility,
+        lower_is_better=lower_is_better,
     )
     from tasks.curation.balance import label
 
