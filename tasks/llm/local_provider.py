@@ -124,10 +124,10 @@ class TokenLogprobRecorder:
             token = int(input_ids[-1])
             if 0 <= token < self._last.size:
                 self.logprobs.append(float(self._last[token]) - self._last_lse)
-        values = np.asarray(logits, dtype=np.float64)
+        values = np.array(logits, dtype=np.float64)  # a copy: llama.cpp reuses its buffer
         top = float(values.max())
         self._last_lse = top + float(np.log(np.exp(values - top).sum()))
-        self._last = values.copy()
+        self._last = values
         return logits
 
 

@@ -67,6 +67,8 @@ class OpenAIProvider:
         self._kind = spec.kind
         self._model = spec.model
         self._client: openai.AsyncOpenAI | None = None
+        # Set when the server refused a request for asking logprobs: asked no more.
+        self._logprobs_refused = False
 
     @property
     def name(self) -> str:
@@ -168,11 +170,23 @@ class OpenAIProvider:
             args["stop"] = p.stop
         if p.json_mode:
             args["response_format"] = {"type": "json_object"}
-        if self.spec.logprobs:
+        if self.spec.logprobs and not self._logprobs_refused:
             args["logprobs"] = True  # the answer's token log-probabilities, same request
         return args
 
     async def complete(self, request: ChatRequest) -> Completion:
+        """One request. A model or server that refuses ``logprobs`` (a 400 naming it:
+        reasoning models, some servers) is asked again without, and never again."""
+        try:
+            return await self._complete(request)
+        except PermanentError as exc:
+            asked = self.spec.logprobs and not self._logprobs_refused
+            if not asked or "logprob" not in str(exc).lower():
+                raise
+            self._logprobs_refused = True
+        return await self._complete(request)
+
+    async def _complete(self, request: ChatRequest) -> Completion:
         try:
             # The SDK's generic POST with the raw response: our arguments are plain JSON
             # already (``create`` walks them against its TypedDicts first, a quarter of

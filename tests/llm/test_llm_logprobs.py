@@ -79,6 +79,19 @@ def test_logprobs_can_be_turned_off_for_a_server_that_refuses_them(llm_server, t
     assert result.ok and result.logprobs is None
 
 
+def test_a_server_refusing_logprobs_is_asked_again_without_and_never_again(
+    llm_server, llm_client, tmp_path
+):
+    llm_server.set_script(Script(refuse_logprobs=True))
+    client = llm_client(journal=Journal(tmp_path / "j.sqlite"))
+    first, second = client.complete_many([req("one")]), client.complete_many([req("two")])
+    assert first[0].ok and second[0].ok
+    assert first[0].logprobs is None and second[0].logprobs is None
+    # one refused request, then the two answers: the refusal is not paid again
+    assert llm_server.stats.faults["logprobs"] == 1
+    assert llm_server.stats.chat_requests == 2
+
+
 def test_an_old_journal_file_gains_the_columns_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)

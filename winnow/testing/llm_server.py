@@ -147,6 +147,8 @@ class Script(BaseModel):
     # ``x-api-key``) or get 401: tests prove a key was really sent.
     api_key: str | None = None
     quota: Quota | None = None
+    # Answer 400 to a chat request asking for logprobs, as some models (and servers) do.
+    refuse_logprobs: bool = False
 
 
 # --- the counts ------------------------------------------------------------------------
@@ -648,6 +650,12 @@ class OpenAIDouble(ChatDouble):
             max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
             render = self._render
             if body.get("logprobs"):
+                if self.script.refuse_logprobs:
+                    with self.stats._lock:
+                        self.stats.faults["logprobs"] += 1
+                    message = "logprobs is not supported with this model"
+                    await send_json(send, 400, self._error(400, message))
+                    return
                 render = _with_logprobs(render, render_messages(messages))
             await self.serve_chat(
                 send, messages, model, json_mode, render, self._error, body_key(body),

@@ -17,7 +17,6 @@ import openai
 from tasks.llm.base import ChatRequest, Completion, Usage
 from tasks.llm.batch.api import BatchError, BatchStatus, write_jsonl
 from tasks.llm.client import LLMClient
-from tasks.llm.openai_provider import chat_logprobs
 
 ENDPOINT = "/v1/chat/completions"
 ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -41,7 +40,7 @@ class OpenAIBatchAdapter:
                 "custom_id": custom_id,
                 "method": "POST",
                 "url": ENDPOINT,
-                "body": self._provider._arguments(request),
+                "body": _without_logprobs(self._provider._arguments(request)),
             }
             for custom_id, request in items
         ]
@@ -108,7 +107,12 @@ def parse_line(row: dict[str, Any]) -> Completion | BatchError:
                 completion_tokens=usage.get("completion_tokens", 0) or 0,
             ),
             finish_reason=choice.get("finish_reason"),
-            logprobs=chat_logprobs(choice.get("logprobs")),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         return BatchError(kind="failed", message=f"malformed result body: {exc}")
+
+
+def _without_logprobs(body: dict[str, Any]) -> dict[str, Any]:
+    """A batch body asks for no logprobs: a model that refuses them would fail every line
+    of the job at once, with no live request to learn from first."""
+    return {k: v for k, v in body.items() if k != "logprobs"}
