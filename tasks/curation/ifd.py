@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from tasks.curation.common import Spool, get_path, rejection
 from tasks.curation.quantile import select_top
 from tasks.llm.base import ProviderSpec
-from tasks.llm.scoring import perplexity, scorer_for
+from tasks.llm.scoring import calls_of, perplexity, scorer_for
 from tasks.pipeline.stage import GlobalStage, Stage, StageContext, StageResult
 
 
@@ -125,11 +125,12 @@ def ifd_score_batch(
         scored = scorer.score_many(pairs[2 * start : 2 * (start + len(chunk))])
         for n, i in enumerate(chunk):
             cond, direct = scored[2 * n], scored[2 * n + 1]
-            out.add_calls([cond.result, direct.result], "score", "1")
+            out.add_calls(calls_of([cond, direct]), "score", "1")
             ctx.progress()
             if cond.logprobs is None or direct.logprobs is None:
                 why = cond.error or direct.error
-                out.reject(rows[i], ctx.stage, f"ifd: scoring failed: {why}")
+                kind = "not scorable" if cond.permanent or direct.permanent else "scoring failed"
+                out.reject(rows[i], ctx.stage, f"ifd: {kind}: {why}")
                 continue
             ppl_cond, ppl_direct = perplexity(cond.logprobs), perplexity(direct.logprobs)
             out.kept.append(

@@ -36,7 +36,7 @@ from tasks.curation.common import Spool, rejection
 from tasks.curation.ifd import IFDConfig, NotScorable, instruction_and_answer
 from tasks.curation.quantile import select_top
 from tasks.llm.base import ProviderSpec
-from tasks.llm.scoring import scorer_for
+from tasks.llm.scoring import calls_of, scorer_for
 from tasks.pipeline.stage import GlobalStage, Stage, StageContext, StageResult
 
 
@@ -89,7 +89,7 @@ def utility_score_batch(
     ask = "<|im_start|>assistant\n"
     scorer = scorer_for(config.scorer)
     zero = scorer.score_many([(_chatml(d.turns) + ask, d.answer) for d in dev])
-    out.add_calls([z.result for z in zero], "score", "1")
+    out.add_calls(calls_of(zero), "score", "1")
     zero_loss = [_loss(z.logprobs) for z in zero]
     if any(z is None for z in zero_loss):
         why = next(z.error for z in zero if z.logprobs is None)
@@ -113,12 +113,13 @@ def utility_score_batch(
         scored = scorer.score_many(pairs)
         for n, (i, _) in enumerate(chunk):
             reads = scored[n * len(dev) : (n + 1) * len(dev)]
-            out.add_calls([r.result for r in reads], "score", "1")
+            out.add_calls(calls_of(reads), "score", "1")
             ctx.progress()
             losses = [_loss(r.logprobs) for r in reads]
             if any(v is None for v in losses):
-                why = next(r.error for r in reads if r.logprobs is None)
-                out.reject(rows[i], ctx.stage, f"utility: scoring failed: {why}")
+                failed = next(r for r in reads if r.logprobs is None)
+                kind = "not scorable" if failed.permanent else "scoring failed"
+                out.reject(rows[i], ctx.stage, f"utility: {kind}: {failed.error}")
                 continue
             drops = [z - o for z, o in zip(zero_loss, losses, strict=True)]  # type: ignore[operator]
             metadata = dict(rows[i].get("metadata") or {})

@@ -40,7 +40,12 @@ SCORE_VERSION = "1"
 
 
 class ScoreError(Exception):
-    """One text could not be scored (too long for the context, a server error)."""
+    """One text could not be scored (a server error: asking again may work)."""
+
+
+class Unscorable(ScoreError):
+    """One text can never be scored by this model (longer than its context, empty):
+    asking again would fail the same way, so it is not a failed call."""
 
 
 class Scorer(Protocol):
@@ -123,14 +128,14 @@ def _choose_llama(llama: Any, prefix: str, options: list[str]) -> list[float]:
     log-probability of each option's first token."""
     tokens = llama.tokenize(prefix.encode(), add_bos=True, special=True)
     if not tokens:
-        raise ScoreError("empty prefix")
+        raise Unscorable("empty prefix")
     if len(tokens) > llama.n_ctx():
-        raise ScoreError(f"{len(tokens)} tokens do not fit the {llama.n_ctx()}-token context")
+        raise Unscorable(f"{len(tokens)} tokens do not fit the {llama.n_ctx()}-token context")
     firsts = []
     for option in options:
         ids = llama.tokenize(option.encode(), add_bos=False, special=False)
         if not ids:
-            raise ScoreError(f"option {option!r} has no token")
+            raise Unscorable(f"option {option!r} has no token")
         firsts.append(ids[0])
     n_batch = llama.n_batch
     llama.reset()
@@ -155,10 +160,10 @@ def _score_llama(llama: Any, prefix: str, continuation: str) -> list[float]:
     head = llama.tokenize(prefix.encode(), add_bos=True, special=True)
     tail = llama.tokenize(continuation.encode(), add_bos=False, special=False)
     if not head or not tail:
-        raise ScoreError("empty prefix or continuation")
+        raise Unscorable("empty prefix or continuation")
     tokens = head + tail
     if len(tokens) > llama.n_ctx():
-        raise ScoreError(f"{len(tokens)} tokens do not fit the {llama.n_ctx()}-token context")
+        raise Unscorable(f"{len(tokens)} tokens do not fit the {llama.n_ctx()}-token context")
     n_vocab, n_batch, first = llama.n_vocab(), llama.n_batch, len(head) - 1
     out: list[float] = []
     llama.reset()
@@ -231,6 +236,8 @@ class CompletionsScorer:
                 model=self.spec.model, prompt=text, echo=True, logprobs=1, max_tokens=1,
                 temperature=0.0,
             )  # fmt: skip
+        except openai.BadRequestError as exc:  # e.g. longer than the model's context
+            raise Unscorable(f"{type(exc).__name__}: {exc}") from exc
         except openai.APIError as exc:
             raise ScoreError(f"{type(exc).__name__}: {exc}") from exc
         block = out.choices[0].logprobs if out.choices else None
@@ -266,6 +273,7 @@ class Scored:
 
     logprobs: list[float] | None
     result: ChatResult
+    permanent: bool = False  # failed for good (Unscorable): nothing to ask again
 
     @property
     def summary(self) -> Logprobs | None:
@@ -342,7 +350,7 @@ class JournaledScorer:
                 key=key, error=str(exc), provider=name, model=model, attempts=1,
                 latency_s=time.monotonic() - started,
             )  # fmt: skip
-            return Scored(None, result)
+            return Scored(None, result, permanent=isinstance(exc, Unscorable))
         latency = time.monotonic() - started
         summary = Logprobs.of(values)
         entry = JournalEntry(
@@ -388,7 +396,14 @@ def _from_entry(entry: JournalEntry) -> Scored:
 
 
 def _as_cached(scored: Scored) -> Scored:
-    return Scored(scored.logprobs, scored.result.model_copy(update={"cached": True, "attempts": 0}))
+    result = scored.result.model_copy(update={"cached": True, "attempts": 0})
+    return Scored(scored.logprobs, result, scored.permanent)
+
+
+def calls_of(reads: list[Scored]) -> list[ChatResult]:
+    """The call rows a stage records for these reads: a text that can never be scored
+    was no failed call (its shard is complete; asking again would fail the same way)."""
+    return [r.result.model_copy(update={"error": None}) if r.permanent else r.result for r in reads]
 
 
 def perplexity(values: list[float]) -> float:

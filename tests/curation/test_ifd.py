@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tasks.curation.ifd import IFDConfig, ifd_score_batch, ifd_select, prefixes
 from tasks.llm.base import ProviderSpec
 from tasks.llm.journal import Journal
-from tasks.llm.scoring import CompletionsScorer, JournaledScorer, scorer_for
+from tasks.llm.scoring import CompletionsScorer, JournaledScorer, Unscorable, scorer_for
 from tasks.pipeline.stage import RunInfo, StageContext
 from winnow.cli import app
 from winnow.testing.llm_server import TOY_NEW, TOY_SEEN
@@ -216,3 +216,31 @@ def test_recipe_parameters_turn_ifd_on_as_sharded_stages_of_a_run(llm_server):
     assert funnel == [("ifd_score", 3, 3), ("ifd_select", 3, 2)]
     [why] = [r["reason"] for r in run.catalog.rejections(run.run_id)]
     assert "does not help" in why
+
+
+class TooLongScorer:
+    """Test double of a scorer whose model context is 20 characters: longer texts can
+    never be scored. Not a model."""
+
+    name, model = "double", "short-context"
+
+    def score(self, prefix: str, continuation: str) -> list[float]:
+        if len(prefix + continuation) > 20:
+            raise Unscorable("does not fit the context")
+        return [-1.0] * len(continuation.split())
+
+    def choose(self, prefix: str, options: list[str]) -> list[float]:
+        raise NotImplementedError
+
+
+def test_a_text_too_long_to_score_is_rejected_without_leaving_the_shard_incomplete(
+    monkeypatch, tmp_path
+):
+    from tasks.curation import ifd
+
+    journaled = JournaledScorer(TooLongScorer(), Journal(tmp_path / "j.sqlite"))
+    monkeypatch.setattr(ifd, "scorer_for", lambda spec: journaled)
+    long = chat("long", "explain " * 10, "a long answer " * 5)
+    out = ifd_score_batch([long], IFDConfig(prompt_format="plain"), ctx())
+    assert "ifd: not scorable: does not fit" in out.rejected[0]["reason"]
+    assert out.calls and not any(c["error"] for c in out.calls)
