@@ -14,10 +14,17 @@ accuracy at the threshold (default 0.67: supported iff score >= threshold):
 - ``grounding``: the check by code alone (1 if grounded, else 0);
 - ``combined J=j``: what the recipe does: 0 if not grounded, else the judge's share.
 
+With ``--probability`` a fourth scorer is measured next to them, with its time per row:
+
+- ``probability``: `winnow adherence --method probability`: P(yes) against P(no) read from
+  the scorer's next token for each sentence of the answer ("Document … Question … Claim"),
+  the weakest claim's, 0 for a number absent from the context; its threshold is
+  calibrated on the first data set (the tuning set) and applied unchanged to the others.
+
 Votes are journaled: vote 0 of J = 3 is the request of J = 1, and a re-run pays nothing.
 A row whose votes were all unreadable scores 0 (counted as "not supported").
 
-    python benchmarks/adherence.py [--provider local] [--judges 1 3] [--limit N]
+    python benchmarks/adherence.py [--provider local] [--judges 1 3] [--limit N] [--probability]
 
 The published anchor: ChainPoll's aggregate AUROC of 0.781 (Galileo, GPT-3.5 judge).
 """
@@ -60,7 +67,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--chunk", type=int, default=4, help="rows between reports")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
+    parser.add_argument("--probability", action="store_true", help="measure P(supported) too")
+    parser.add_argument("--no-votes", action="store_true", help="skip the sampled judge")
     args = parser.parse_args()
+    if args.probability:
+        probability_reports = _probability(args)
+        if args.no_votes:
+            return
+    else:
+        probability_reports = {}
 
     from tasks.llm.base import ProviderSpec
     from tasks.pipeline.llm_stage import llm_config
@@ -82,12 +97,50 @@ def main() -> None:
             report = _report(rows[: len(scored)], scored, args.judges, args.threshold)
             report["seconds"] = round(time.monotonic() - started, 1)
             reports[path.name] = report
+            if path.name in probability_reports:
+                report["probability"] = probability_reports[path.name]
             print(path.name, json.dumps(_brief(report)), flush=True)
             if args.out:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(reports, indent=2))
     for name, report in reports.items():
         _table(name, report)
+
+
+def _probability(args: argparse.Namespace) -> dict:
+    """Score every set with P(supported) per claim; the threshold from the first set."""
+    from tasks.llm.base import ProviderSpec
+    from tasks.recipes.rag_qa.probability import (
+        ProbabilityConfig,
+        calibrate_threshold,
+        score_rows_by_probability,
+    )
+
+    spec = ProviderSpec(kind=args.provider, model=args.model, base_url=args.base_url)
+    config = ProbabilityConfig(scorer=spec)
+    threshold, out = None, {}
+    for path in args.data:
+        lines = path.read_text().splitlines()
+        rows = _interleaved([json.loads(line) for line in lines if line.strip()])
+        rows = rows[: args.limit] if args.limit else rows
+        started = time.monotonic()
+        scored = score_rows_by_probability(rows, config)
+        seconds = time.monotonic() - started
+        scores = [a.score if a.score is not None else 0.0 for a, _ in scored]
+        labels = [bool(r["supported"]) for r in rows]
+        if threshold is None:
+            threshold = calibrate_threshold(scores, labels)
+        correct = sum((x >= threshold) == y for x, y in zip(scores, labels, strict=True))
+        out[path.name] = {
+            "auroc": round(roc_auc(scores, labels), 3),
+            "accuracy": round(correct / len(rows), 3),
+            "threshold": threshold,
+            "calibrated_on": args.data[0].name,
+            "seconds_per_row": round(seconds / len(rows), 2),
+            "fresh_calls": sum(not c.cached for _, calls in scored for c in calls),
+        }
+        print(path.name, "probability", json.dumps(out[path.name]), flush=True)
+    return out
 
 
 def _brief(report: dict) -> dict:

@@ -90,6 +90,10 @@ class Provenance(BaseModel):
     round: int = 0  # self-improvement round: which generation of the model made this
     request_key: str = ""
     created_at: datetime = Field(default_factory=_utcnow)
+    # How probable the model found the answer (mean token log-probability and its
+    # perplexity), where the provider returned token log-probabilities with it.
+    mean_logprob: float | None = None
+    perplexity: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -24,6 +24,13 @@ from tasks.curation.contamination import (
     contamination_stage,
 )
 from tasks.curation.exact import ExactDedupConfig, exact_dedup, exact_dedup_stage
+from tasks.curation.ifd import (
+    IFDConfig,
+    ifd_score_batch,
+    ifd_score_stage,
+    ifd_select,
+    ifd_select_stage,
+)
 from tasks.curation.judges import JudgeCommitteeConfig, judge_committee_batch, judge_committee_stage
 from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup, minhash_dedup_stage
 from tasks.curation.phrases import (
@@ -35,6 +42,13 @@ from tasks.curation.phrases import (
 from tasks.curation.quantile import QualityQuantileConfig, quality_quantile, quality_quantile_stage
 from tasks.curation.rounds import RoundParams
 from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
+from tasks.curation.utility import (
+    UtilityConfig,
+    utility_score_batch,
+    utility_score_stage,
+    utility_select,
+    utility_select_stage,
+)
 
 __all__ = [
     "DEFAULT_PHRASES",
@@ -42,12 +56,14 @@ __all__ = [
     "ContaminationConfig",
     "ContaminationError",
     "ExactDedupConfig",
+    "IFDConfig",
     "JudgeCommitteeConfig",
     "MinHashDedupConfig",
     "PhraseBalanceConfig",
     "QualityQuantileConfig",
     "RoundParams",
     "SemanticDedupConfig",
+    "UtilityConfig",
     "class_balance",
     "class_balance_stage",
     "contamination_batch",
@@ -55,6 +71,10 @@ __all__ = [
     "distribution",
     "exact_dedup",
     "exact_dedup_stage",
+    "ifd_score_batch",
+    "ifd_score_stage",
+    "ifd_select",
+    "ifd_select_stage",
     "judge_committee_batch",
     "judge_committee_stage",
     "minhash_dedup",
@@ -64,4 +84,8 @@ __all__ = [
     "quality_quantile",
     "quality_quantile_stage",
     "semantic_dedup_stage",
+    "utility_score_batch",
+    "utility_score_stage",
+    "utility_select",
+    "utility_select_stage",
 ]

@@ -1,4 +1,5 @@
-"""Curation steps a recipe turns on with parameters: contamination, near-dup, semantic dedup.
+"""Curation steps a recipe turns on with parameters: contamination, near-dup, semantic dedup,
+instruction-following difficulty (IFD), training utility.
 
 A recipe mixes ``CurationParams`` into its parameters, builds a ``CurationPlan`` in its
 plan (so a missing eval folder is reported before any request), and calls ``curate`` on
@@ -11,8 +12,15 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tasks.curation.contamination import ContaminationConfig, contamination_stage
+from tasks.curation.ifd import IFDConfig, ifd_score_stage, ifd_select_stage
 from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup_stage
 from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
+from tasks.curation.utility import (
+    UtilityConfig,
+    load_dev,
+    utility_score_stage,
+    utility_select_stage,
+)
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import StageOutput
 
@@ -31,12 +39,36 @@ class CurationParams(BaseModel):
     semantic_dedup_threshold: float | None = Field(
         None, gt=0, le=1, description="MiniLM cosine at which a row is a semantic duplicate (off)"
     )
+    ifd_max: float | None = Field(
+        None,
+        gt=0,
+        description="score instruction-following difficulty with the embedded model and "
+        "keep rows with IFD below this; 1 drops the rows whose instruction does not help "
+        "predict the answer (off)",
+    )
+    ifd_top_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="with IFD on, keep only this most difficult fraction of those rows (off)",
+    )
+
+    utility_dev: str | None = Field(
+        None,
+        description="verified chat rows (JSON Lines): score each row's training utility "
+        "on them (one-shot loss drop, embedded model) and keep rows that help (off)",
+    )
+    utility_top_fraction: float | None = Field(
+        None, gt=0, le=1, description="with utility on, keep only this most useful fraction"
+    )
 
 
 class CurationPlan(BaseModel):
     contamination: ContaminationConfig | None = None
     near_dup: MinHashDedupConfig | None = None
     semantic: SemanticDedupConfig | None = None
+    ifd: IFDConfig | None = None
+    utility: UtilityConfig | None = None
 
 
 def plan_curation(
@@ -54,6 +86,43 @@ def plan_curation(
         )
         if params.semantic_dedup_threshold
         else None,
+        ifd=_ifd(params, fields),
+        utility=_utility(params, fields),
+    )
+
+
+def _ifd(params: CurationParams, fields: list[str]) -> IFDConfig | None:
+    """IFD over the recipe's instruction and answer (its first two fields), if turned on."""
+    if params.ifd_max is None and params.ifd_top_fraction is None:
+        return None
+    return IFDConfig(
+        max_ifd=params.ifd_max if params.ifd_max is not None else 1.0,
+        top_fraction=params.ifd_top_fraction,
+        instruction_field=fields[0],
+        answer_field=fields[1],
+    )
+
+
+def _utility(params: CurationParams, fields: list[str]) -> UtilityConfig | None:
+    """Utility on the recipe's instruction and answer; the dev rows are read now, so a
+    missing file stops the run before any request and their content is in the config."""
+    if not params.utility_dev:
+        return None
+    from tasks.core.jsonl import InputError, numbered_rows
+    from tasks.llm.base import ConfigError
+
+    try:
+        with open(params.utility_dev, encoding="utf-8") as stream:
+            dev = load_dev([row for _, row in numbered_rows(stream)])
+    except (OSError, InputError, ValueError) as exc:
+        raise ConfigError(f"utility_dev {params.utility_dev}: {exc}") from None
+    if not dev:
+        raise ConfigError(f"utility_dev {params.utility_dev}: no rows")
+    return UtilityConfig(
+        dev=dev,
+        top_fraction=params.utility_top_fraction,
+        instruction_field=fields[0],
+        answer_field=fields[1],
     )
 
 
@@ -67,4 +136,10 @@ def curate(run: Run, output: StageOutput, plan: CurationPlan) -> StageOutput:
         current = run.global_stage(minhash_dedup_stage(), current.kept, plan.near_dup)
     if plan.semantic:
         current = run.global_stage(semantic_dedup_stage(), current.kept, plan.semantic)
+    if plan.ifd:
+        current = run.stage(ifd_score_stage(), current.kept, plan.ifd)
+        current = run.global_stage(ifd_select_stage(), current.kept, plan.ifd)
+    if plan.utility:
+        current = run.stage(utility_score_stage(), current.kept, plan.utility)
+        current = run.global_stage(utility_select_stage(), current.kept, plan.utility)
     return current

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -51,6 +52,27 @@ class Usage(BaseModel):
     completion_tokens: int = 0
 
 
+class Logprobs(BaseModel):
+    """How probable the model found its own answer, from the per-token log-probabilities a
+    provider returned with it (no extra request): their mean over ``tokens`` tokens. The
+    perplexity is ``exp(-mean_logprob)``; 1 means the model was certain of every token."""
+
+    mean_logprob: float
+    tokens: int = Field(ge=1)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.mean_logprob)
+
+    @classmethod
+    def of(cls, token_logprobs: list[float]) -> Logprobs | None:
+        """The summary of a list of token log-probabilities (``None`` for none)."""
+        values = [float(v) for v in token_logprobs if v is not None and math.isfinite(v)]
+        if not values:
+            return None
+        return cls(mean_logprob=sum(values) / len(values), tokens=len(values))
+
+
 class Completion(BaseModel):
     """What a provider adapter returns for one request."""
 
@@ -58,6 +80,7 @@ class Completion(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     finish_reason: str | None = None
     limits: RateLimits | None = None  # the quota the answer's headers reported
+    logprobs: Logprobs | None = None  # where the provider returned token log-probabilities
 
 
 class ChatResult(BaseModel):
@@ -74,6 +97,7 @@ class ChatResult(BaseModel):
     model: str = ""
     finish_reason: str | None = None
     attempts: int = 0  # sends made for this result now (retries included); 0 when cached
+    logprobs: Logprobs | None = None  # the answer's mean token log-probability, if returned
 
     @property
     def ok(self) -> bool:
@@ -94,6 +118,10 @@ class ProviderSpec(BaseModel):
     # How long requests wait for a server that refuses connections (stopped, restarting)
     # before the run stops with EndpointDown; time spent waiting uses no retry budget.
     max_outage_s: float = Field(120.0, gt=0, le=86400)
+    # Ask for the answer's token log-probabilities where the provider can return them
+    # (the embedded model, OpenAI and OpenAI-compatible servers): recorded in the journal
+    # and in provenance at no extra request. Off for a server that refuses the option.
+    logprobs: bool = True
 
 
 # --- errors -----------------------------------------------------------------------------

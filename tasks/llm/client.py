@@ -40,6 +40,7 @@ from tasks.llm.base import (
     Completion,
     ConfigError,
     EndpointDown,
+    Logprobs,
     Overloaded,
     PermanentError,
     Provider,
@@ -376,6 +377,7 @@ class LLMClient:
             model=self.model,
             finish_reason=completion.finish_reason,
             attempts=attempts,
+            logprobs=completion.logprobs,
         )
         if self._committer is not None:
             entry = self._entry(key, request, completion, latency, cost, attempts)
@@ -414,6 +416,8 @@ class LLMClient:
                 "params": request.params.model_dump(),
                 "sample": request.sample,
             },
+            mean_logprob=completion.logprobs.mean_logprob if completion.logprobs else None,
+            logprob_tokens=completion.logprobs.tokens if completion.logprobs else None,
         )
 
     def _failure(self, key: str, error: str, attempts: int, started: float) -> ChatResult:
@@ -442,6 +446,11 @@ class LLMClient:
             provider=entry.provider,
             model=entry.model,
             finish_reason=entry.finish_reason,
+            logprobs=(
+                Logprobs(mean_logprob=entry.mean_logprob, tokens=entry.logprob_tokens)
+                if entry.mean_logprob is not None and entry.logprob_tokens
+                else None
+            ),
         )
 
 

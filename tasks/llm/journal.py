@@ -39,10 +39,16 @@ CREATE TABLE IF NOT EXISTS requests (
     batch INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 1,
     request TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    mean_logprob REAL,
+    logprob_tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_template ON requests (template, template_version);
 """
+
+# Columns added after the first journals were written: (name, SQL type). A journal file
+# without them gains them on open (nullable, so its old rows read as "not recorded").
+_ADDED_COLUMNS = (("mean_logprob", "REAL"), ("logprob_tokens", "INTEGER"))
 
 _COLUMNS = (
     "key",
@@ -60,6 +66,8 @@ _COLUMNS = (
     "attempts",
     "request",
     "created_at",
+    "mean_logprob",
+    "logprob_tokens",
 )
 
 # SQLite's default limit on host parameters is 32766 in recent versions, 999 in old ones.
@@ -84,6 +92,10 @@ class JournalEntry(BaseModel):
     attempts: int = 1  # sends it took, retries included
     request: dict[str, Any] | None = None  # messages and params, for provenance
     created_at: float = Field(default_factory=time.time)
+    # The answer's mean token log-probability and how many tokens it covers, where the
+    # provider returned them (None: not returned, or journaled before they were recorded).
+    mean_logprob: float | None = None
+    logprob_tokens: int | None = None
 
     def _row(self) -> tuple[Any, ...]:
         data = self.model_dump()
@@ -120,6 +132,18 @@ class Journal:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=60000")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns an older journal file lacks (called under the lock)."""
+        have = {row["name"] for row in self._conn.execute("PRAGMA table_info(requests)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                try:
+                    self._conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     # --- reads ---
 

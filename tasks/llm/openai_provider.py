@@ -17,6 +17,7 @@ from tasks.llm.base import (
     ChatRequest,
     Completion,
     ConfigError,
+    Logprobs,
     Overloaded,
     PermanentError,
     ProviderSpec,
@@ -66,6 +67,8 @@ class OpenAIProvider:
         self._kind = spec.kind
         self._model = spec.model
         self._client: openai.AsyncOpenAI | None = None
+        # Set when the server refused a request for asking logprobs: asked no more.
+        self._logprobs_refused = False
 
     @property
     def name(self) -> str:
@@ -167,9 +170,23 @@ class OpenAIProvider:
             args["stop"] = p.stop
         if p.json_mode:
             args["response_format"] = {"type": "json_object"}
+        if self.spec.logprobs and not self._logprobs_refused:
+            args["logprobs"] = True  # the answer's token log-probabilities, same request
         return args
 
     async def complete(self, request: ChatRequest) -> Completion:
+        """One request. A model or server that refuses ``logprobs`` (a 400 naming it:
+        reasoning models, some servers) is asked again without, and never again."""
+        try:
+            return await self._complete(request)
+        except PermanentError as exc:
+            asked = self.spec.logprobs and not self._logprobs_refused
+            if not asked or "logprob" not in str(exc).lower():
+                raise
+            self._logprobs_refused = True
+        return await self._complete(request)
+
+    async def _complete(self, request: ChatRequest) -> Completion:
         try:
             # The SDK's generic POST with the raw response: our arguments are plain JSON
             # already (``create`` walks them against its TypedDicts first, a quarter of
@@ -245,4 +262,21 @@ def _completion(body: Any) -> Completion:
             completion_tokens=int(usage.get("completion_tokens") or 0),
         ),
         finish_reason=choice.get("finish_reason"),
+        logprobs=chat_logprobs(choice.get("logprobs")),
     )
+
+
+def chat_logprobs(block: Any) -> Logprobs | None:
+    """The summary of a choice's ``logprobs`` (``{"content": [{"token", "logprob"}...]}``
+    in the chat API; absent or null when the server does not return them)."""
+    if not isinstance(block, dict):
+        return None
+    content = block.get("content")
+    if not isinstance(content, list):
+        return None
+    values = []
+    for item in content:
+        value = item.get("logprob") if isinstance(item, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values.append(float(value))
+    return Logprobs.of(values)

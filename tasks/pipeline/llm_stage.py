@@ -95,6 +95,8 @@ def provenance(
         params=config.params.model_dump(),
         round=ctx.run.round if round_ is None else round_,
         request_key=result.key,
+        mean_logprob=round(result.logprobs.mean_logprob, 6) if result.logprobs else None,
+        perplexity=round(result.logprobs.perplexity, 6) if result.logprobs else None,
     ).to_json()
 
 

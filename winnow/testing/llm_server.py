@@ -147,6 +147,8 @@ class Script(BaseModel):
     # ``x-api-key``) or get 401: tests prove a key was really sent.
     api_key: str | None = None
     quota: Quota | None = None
+    # Answer 400 to a chat request asking for logprobs, as some models (and servers) do.
+    refuse_logprobs: bool = False
 
 
 # --- the counts ------------------------------------------------------------------------
@@ -628,7 +630,12 @@ class ChatDouble:
 
 
 class OpenAIDouble(ChatDouble):
-    """The OpenAI Chat Completions API, as far as Winnow uses it."""
+    """The OpenAI Chat Completions API, as far as Winnow uses it, and the legacy
+    Completions API's echoed log-probabilities (what scoring a given text uses)."""
+
+    def __init__(self, script: Script | None = None) -> None:
+        super().__init__(script)
+        self.score_requests = 0  # POST /v1/completions answered
 
     async def route(self, method: str, path: str, receive: Receive, send: Send) -> None:
         if path == "/v1/chat/completions" and method == "POST":
@@ -641,10 +648,21 @@ class OpenAIDouble(ChatDouble):
                 return
             json_mode = (body.get("response_format") or {}).get("type") == "json_object"
             max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+            render = self._render
+            if body.get("logprobs"):
+                if self.script.refuse_logprobs:
+                    with self.stats._lock:
+                        self.stats.faults["logprobs"] += 1
+                    message = "logprobs is not supported with this model"
+                    await send_json(send, 400, self._error(400, message))
+                    return
+                render = _with_logprobs(render, render_messages(messages))
             await self.serve_chat(
-                send, messages, model, json_mode, self._render, self._error, body_key(body),
+                send, messages, model, json_mode, render, self._error, body_key(body),
                 max_tokens,
             )  # fmt: skip
+        elif path == "/v1/completions" and method == "POST":
+            await self._serve_completion(receive, send)
         elif path == "/v1/models" and method == "GET":
             self._count_models()
             data = [self._model(m) for m in self.script.models]
@@ -658,6 +676,58 @@ class OpenAIDouble(ChatDouble):
                 await send_json(send, 404, self._error(404, f"The model `{model}` does not exist"))
         else:
             await send_json(send, 404, self._error(404, f"no route {method} {path}"))
+
+    async def _serve_completion(self, receive: Receive, send: Send) -> None:
+        """The legacy Completions API as scoring uses it (vLLM's and OpenAI's shape):
+        ``echo`` returns the prompt's own tokens with their log-probabilities under the
+        :func:`toy_logprob` model (the first token's is null), then one generated token."""
+        try:
+            body = json.loads(await read_body(receive))
+            prompt, model = body["prompt"], body["model"]
+            if not isinstance(prompt, str):
+                raise TypeError("prompt")
+        except (ValueError, KeyError, TypeError):
+            await send_json(send, 400, self._error(400, "invalid request body"))
+            return
+        if model not in self.script.models:
+            await send_json(send, 404, self._error(404, f"The model `{model}` does not exist"))
+            return
+        with self.stats._lock:
+            self.score_requests += 1
+        echo = bool(body.get("echo"))
+        generated = "." if int(body.get("max_tokens") or 0) > 0 else ""
+        text = (prompt if echo else "") + generated
+        pieces = toy_tokens(prompt if echo else "") + ([generated] if generated else [])
+        offsets, logprobs, at = [], [], 0
+        for i, piece in enumerate(pieces):
+            offsets.append(at)
+            logprobs.append(None if i == 0 else toy_logprob(text[:at], piece))
+            at += len(piece)
+        choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": "length"}
+        if body.get("logprobs") is not None:
+            choice["logprobs"] = {
+                "tokens": pieces,
+                "token_logprobs": logprobs,
+                "text_offset": offsets,
+                "top_logprobs": None,
+            }
+        n_prompt = len(toy_tokens(prompt))
+        await send_json(
+            send,
+            200,
+            {
+                "id": "cmpl-test",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [choice],
+                "usage": {
+                    "prompt_tokens": n_prompt,
+                    "completion_tokens": len(generated and [generated]),
+                    "total_tokens": n_prompt + len(generated and [generated]),
+                },
+            },
+        )
 
     def _count_models(self) -> None:
         with self.stats._lock:
@@ -694,6 +764,45 @@ class OpenAIDouble(ChatDouble):
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+# --- the toy language model behind log-probabilities --------------------------------------
+
+_TOY_TOKEN = re.compile(r"\s*\S+|\s+")
+TOY_SEEN = math.log(0.5)  # a word already in the text: likely
+TOY_NEW = math.log(0.02)  # a word not seen before: unlikely
+
+
+def toy_tokens(text: str) -> list[str]:
+    """The double's tokenizer: each word with the whitespace before it (they join back to
+    ``text`` exactly, so character offsets are exact)."""
+    return _TOY_TOKEN.findall(text)
+
+
+def toy_logprob(context: str, token: str) -> float:
+    """A copy model, NOT a language model: a token whose word occurs in ``context`` gets
+    log 0.5, any other log 0.02. So an answer that takes its words from the instruction
+    is likelier after it than alone (IFD < 1), and one that does not is not (IFD = 1)."""
+    word = token.strip().lower()
+    seen = {w.lower() for w in context.split()}
+    return TOY_SEEN if word and word in seen else TOY_NEW
+
+
+def _with_logprobs(
+    render: Callable[[Reply, int, int, str], dict[str, Any]], prompt: str
+) -> Callable[[Reply, int, int, str], dict[str, Any]]:
+    """``render`` plus the chat API's ``logprobs.content`` for the reply's tokens."""
+
+    def rendered(reply: Reply, prompt_tokens: int, completion_tokens: int, model: str) -> dict:
+        payload = render(reply, prompt_tokens, completion_tokens, model)
+        content, context = [], prompt + "\n"
+        for token in toy_tokens(reply.text):
+            content.append({"token": token, "logprob": toy_logprob(context, token)})
+            context += token
+        payload["choices"][0]["logprobs"] = {"content": content}
+        return payload
+
+    return rendered
 
 
 # --- running it --------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class OpenAIBatchAdapter:
                 "custom_id": custom_id,
                 "method": "POST",
                 "url": ENDPOINT,
-                "body": self._provider._arguments(request),
+                "body": _without_logprobs(self._provider._arguments(request)),
             }
             for custom_id, request in items
         ]
@@ -110,3 +110,9 @@ def parse_line(row: dict[str, Any]) -> Completion | BatchError:
         )
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         return BatchError(kind="failed", message=f"malformed result body: {exc}")
+
+
+def _without_logprobs(body: dict[str, Any]) -> dict[str, Any]:
+    """A batch body asks for no logprobs: a model that refuses them would fail every line
+    of the job at once, with no live request to learn from first."""
+    return {k: v for k, v in body.items() if k != "logprobs"}

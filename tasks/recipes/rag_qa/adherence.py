@@ -63,6 +63,8 @@ class Adherence(BaseModel):
     explanation: str = ""
     votes: list[Vote] = Field(default_factory=list)
     grounding: Grounding | None = None
+    # read from probabilities (``probability.py``): each claim and its P(supported)
+    claims: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def n_valid(self) -> int:
@@ -78,6 +80,7 @@ class Adherence(BaseModel):
                 {"supported": v.supported, "explanation": v.explanation, "error": v.error}
                 for v in self.votes
             ],
+            **({"claims": self.claims} if self.claims else {}),
         }
 
 
