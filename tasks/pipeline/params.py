@@ -42,6 +42,12 @@ class RuntimeParams(BaseModel):
         "(default: the project's .winnow)",
     )
     shard_size: int = Field(16, ge=1, le=100_000, description="records per task run")
+    min_kept: int = Field(
+        1,
+        ge=0,
+        description="fewest kept examples for a successful run: below it the run publishes "
+        "what it has, then fails (0: never fail for keeping too few)",
+    )
 
 
 def runtime_of(params: BaseModel) -> RuntimeParams:

@@ -35,8 +35,9 @@ from tasks.core.paths import Location
 from tasks.gates import gx, memo, validation
 from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.gates.worker import worker as gate_worker
-from tasks.pipeline import artifacts
+from tasks.pipeline import artifacts, run_logs
 from tasks.pipeline.executors import make_task_runner, shared_api
+from tasks.pipeline.outcome import check_kept
 from tasks.pipeline.params import ProviderParams, runtime_of
 from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
 from tasks.pipeline.runner import (
@@ -85,6 +86,7 @@ class Run:
         if runtime.storage:
             fsio.check(runtime.storage)
         self.shard_size = runtime.shard_size
+        self.min_kept = runtime.min_kept
         self.location = Location.here(runtime.storage)
         # Built now so a missing package is reported before any work; started (a cluster
         # created or joined) at the first stage, stopped when the run finishes.
@@ -97,6 +99,8 @@ class Run:
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
         self.started = time.monotonic()
+        self.published = False
+        run_logs.quiet_tracebacks()
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
         provider, model = _generator_of(params)
@@ -242,6 +246,8 @@ class Run:
             [to_example(r) for r in islice(final.kept_rows(), 3)],
             list(islice(rejected_rows(self.outputs), 5)),
         )
+        self.published = True
+        check_kept(final.n_kept, self.min_kept, self.out)  # published first, then failed
         return funnel
 
     def funnel_document(self, n_kept: int) -> dict[str, Any]:
@@ -329,6 +335,7 @@ class Run:
         """Inside the block, shards (inputs included) go to the run's storage."""
         self._active = ExitStack()
         self._active.enter_context(self.location.active())
+        self._active.enter_context(run_logs.to_run_page(artifacts.flow_run_id()))
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
@@ -344,7 +351,7 @@ class Run:
         self._runner_stack.close()  # a temporary cluster goes away with the run
         self._runner_started = False
         self.catalog.finish_run(self.run_id, status=status, out_dir=self.out, error=error)
-        if status == "completed":
+        if status == "completed" or self.published:
             artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],
                               self.costs())  # fmt: skip
 

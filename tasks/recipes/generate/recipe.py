@@ -13,6 +13,7 @@ from tasks.core.tables import check_table, read_table
 from tasks.gates.gx import check_suites
 from tasks.llm import prompts
 from tasks.pipeline.llm_stage import LLMConfig
+from tasks.pipeline.outcome import check_kept
 from tasks.pipeline.params import ProviderParams
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import ShardOutput, StageOutput
@@ -95,6 +96,8 @@ class OrderedOutput:
 def publish_generate(run: Run, output: StageOutput, written: OrderedOutput) -> dict[str, Any]:
     """Make the output file, written as shards completed, visible at ``out`` at once."""
     written.sink.commit()
+    run.published = True
+    check_kept(output.n_kept, run.min_kept, str(written.sink.path))  # published, then failed
     return {
         **run.funnel_document(output.n_kept),
         "out": str(written.sink.path),
