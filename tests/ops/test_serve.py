@@ -39,6 +39,18 @@ def test_serve_registers_every_recipe_and_stops_cleanly(winnow_serve) -> None:
     by_name = {d["name"]: d for d in deployments}
     declared = load()
 
+    # it says where the UI is and which deployments it registered, with a link to each
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Registered" not in served.output():
+        time.sleep(0.5)
+    said = served.output()
+    assert f"UI: {served.ui_url}" in said
+    assert f"Registered {len(RECIPES)} deployment(s) (UI: {served.ui_url}/deployments):" in said
+    for name in RECIPES:
+        link = f"{served.ui_url}/deployments/deployment/{by_name[name]['id']}"
+        assert f"{name}/{name}  {link}  (prefect deployment run '{name}/{name}')" in said
+    assert "not registered yet" not in said
+
     # every deployment: its declared default parameters, and a form schema of its model
     for name, recipe in RECIPES.items():
         d = by_name[name]
