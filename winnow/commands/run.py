@@ -50,6 +50,12 @@ def run(
     out_dir: str = typer.Option(None, "--out", help="Output directory."),
     sets: list[str] = typer.Option(None, "--set", help="Any parameter: --set n_solutions=8"),
     show_params: bool = typer.Option(False, "--params", help="Print the parameters and exit."),
+    scripted: bool = typer.Option(
+        False,
+        "--scripted",
+        help="Run against the recipe's own test scenario, answered by the project's test "
+        "LLM server (a test double): every stage runs for real, in seconds, for free.",
+    ),
 ) -> None:
     """Run a recipe. Every parameter is settable with --set key=value; see --params."""
     from flows.registry import UnknownRecipe, get_recipe
@@ -77,6 +83,9 @@ def run(
         "out": out_dir,
     }
     given.update({k: v for k, v in options.items() if v is not None})
+    trial = _start_scripted(spec.name) if scripted else None
+    if trial is not None:
+        given = {**trial.params, **given}
     small = _small_defaults(spec, given)
     if small:
         err.print(
@@ -97,6 +106,29 @@ def run(
         with live_progress():
             summary = spec.flow()(params)
     print_summary(summary, time.monotonic() - started)
+    if trial is not None:
+        matches, line = trial.verdict(summary)
+        (out if matches else err).print(f"scripted: {line}", highlight=False)
+        if not matches:
+            raise typer.Exit(1)
+
+
+def _start_scripted(recipe: str) -> Any:
+    """The test LLM server with the recipe's scenario, and the scenario's parameters."""
+    from tasks.core.paths import state_dir
+    from winnow.scripted import start
+    from winnow.testing.scenarios import NoScenario
+
+    try:
+        trial = start(recipe, state_dir())
+    except NoScenario as exc:
+        raise fail(str(exc)) from None
+    err.print(
+        f"Scripted run: the test LLM server (a test double) answers at {trial.base_url} "
+        f"with the scenario of {recipe}; work directory {trial.work}",
+        highlight=False,
+    )
+    return trial
 
 
 def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
