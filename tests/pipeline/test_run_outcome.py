@@ -149,3 +149,42 @@ def test_winnow_warnings_reach_the_flow_run_logs(tmp_path, prefect_harness) -> N
     assert found, "the price warning is not on the run page"
     assert found[0].name == "tasks.llm.prices" and found[0].level == 30
     assert model in found[0].message
+
+
+def test_a_stage_error_is_one_line_naming_stage_shard_and_exception(caplog) -> None:
+    """A pydantic error in a stage's own code (a field with an alias, say) is a bug in
+    the recipe, not a bad parameter: it says so in one line."""
+    from pydantic import BaseModel, ValidationError
+
+    from tasks.pipeline.runner import StageFailed, run_shard, write_input_shards
+    from tasks.pipeline.stage import RunInfo, Stage
+
+    class Strict(BaseModel):
+        n: int
+
+    def parse(rows, config, ctx):
+        return [Strict(n=row["text"]) for row in rows]
+
+    shards = write_input_shards([{"id": "a", "text": "not a number"}], 5, "t")
+    with pytest.raises(StageFailed) as caught:
+        run_shard(Stage("parse", parse), shards[0], None, RunInfo(run_id="r", recipe="t"))
+    line = str(caught.value)
+    assert "\n" not in line
+    assert line.startswith("stage 'parse' failed on shard ")
+    assert "(1 rows): ValidationError: 1 validation error for Strict" in line
+    assert isinstance(caught.value.__cause__, ValidationError)
+    assert line in caplog.text  # logged before Prefect's traceback
+
+
+def test_a_structured_answer_keeps_the_keys_the_model_wrote() -> None:
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from tasks.llm.structured import validate
+
+    class Query(BaseModel):
+        model_config = ConfigDict(populate_by_name=True)
+        sql: str = Field(alias="query")
+
+    value, error = validate('{"query": "SELECT 1"}', Query)
+    assert error is None and value == {"query": "SELECT 1"}
+    assert Query(**value).sql == "SELECT 1"  # what a parse does with answer.value
