@@ -10,7 +10,8 @@ data engineer then replaces the check with the recipe's real verification (see
 docs/recipes.md).
 
 The templates are Jinja with ``${...}`` for values and ``#%`` line statements for the
-options, so that the ``{{ }}`` of the prompt templates they contain pass through.
+options, so that the ``{{ }}`` of the prompt templates they contain pass through. Jinja
+swallows the blank lines after a line statement; a line holding ``${''}`` keeps one.
 """
 
 from __future__ import annotations
