@@ -89,6 +89,26 @@ def test_a_failed_check_is_recorded_as_a_failed_run(tmp_path, prefect_harness) -
     assert run["status"] == "failed"
     assert run["error"].startswith("ConfigError: cannot reach")
     assert "connection refused" in run["error"]
+    # on the run's page: the message, without a traceback
+    logs = _run_logs(state.state_details.flow_run_id)
+    errors = [log.message for log in logs if log.level >= 40]
+    assert errors and all("Traceback" not in m for m in errors), errors
+    assert any("connection refused" in m for m in errors), errors
+
+
+def _run_logs(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # the log worker sends in batches
+
+    async def read() -> list:
+        async with get_client() as client:
+            flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            return await client.read_logs(log_filter=flt)
+
+    return run_sync(read())
 
 
 def _rejecting_script(model: str):
@@ -127,9 +147,6 @@ def test_min_kept_zero_lets_an_empty_run_succeed(tmp_path, prefect_harness) -> N
 
 @pytest.mark.slow
 def test_winnow_warnings_reach_the_flow_run_logs(tmp_path, prefect_harness) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
     from flows.rag_qa import rag_qa
 
     model = f"unpriced-{uuid.uuid4().hex[:8]}"  # no price: the client warns once per model
@@ -137,15 +154,11 @@ def test_winnow_warnings_reach_the_flow_run_logs(tmp_path, prefect_harness) -> N
         state = rag_qa(_params(tmp_path, server.base_url, model=model), return_state=True)
     assert state.is_completed()
 
-    async def logs() -> list:
-        async with get_client() as client:
-            flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-            return await client.read_logs(log_filter=flt)
-
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler().flush()  # the log worker sends in batches
-    found = [log for log in run_sync(logs()) if "no price for model" in log.message]
+    found = [
+        log
+        for log in _run_logs(state.state_details.flow_run_id)
+        if "no price for model" in log.message
+    ]
     assert found, "the price warning is not on the run page"
     assert found[0].name == "tasks.llm.prices" and found[0].level == 30
     assert model in found[0].message
@@ -188,3 +201,24 @@ def test_a_structured_answer_keeps_the_keys_the_model_wrote() -> None:
     value, error = validate('{"query": "SELECT 1"}', Query)
     assert error is None and value == {"query": "SELECT 1"}
     assert Query(**value).sql == "SELECT 1"  # what a parse does with answer.value
+
+
+@pytest.mark.slow
+def test_the_command_exits_4_below_min_kept_after_publishing(
+    project_dir, prefect_api_url, monkeypatch
+) -> None:
+    """`winnow run rag-qa --scripted` keeps 2 (its scenario); asked for 100 it publishes
+    them, says why it fails in one line and exits with status 4."""
+    from typer.testing import CliRunner
+
+    from winnow.cli import app
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api_url)
+    result = CliRunner().invoke(app, ["run", "rag-qa", "--scripted", "--set", "min_kept=100"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 4, (result.output, result.exception)
+    assert "error: kept 2 example(s), fewer than min_kept=100 (published to" in text
+    assert "Traceback" not in result.output
+    out = next((project_dir / ".winnow" / "scripted").glob("rag-qa-*")) / "out"
+    assert len((out / "dataset.jsonl").read_text().splitlines()) == 2
+    assert _only_run()["status"] == "failed"
