@@ -31,8 +31,8 @@ RECIPE = Recipe(
 
 @flow(name=RECIPE.name, log_prints=True)
 def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa: B008
-    p = plan(params)  # every check that can fail before money is spent
-    with Run(RECIPE.name, params) as run:
+    with Run(RECIPE.name, params) as run:  # a failed check is recorded as a failed run
+        p = plan(params)  # every check that can fail before money is spent
         seeds = run.inputs(p.seeds)
         problems = run.stage(PROBLEMS, seeds, p.problems)
         unique = run.global_stage(exact_dedup_stage("unique_problems"), problems.kept, p.unique)

@@ -32,9 +32,10 @@ RECIPE = Recipe(
 
 @flow(name=RECIPE.name, log_prints=True)
 def generate(params: GenerateParams = GenerateParams()) -> dict[str, Any]:  # noqa: B008
-    p = plan(params)  # every check that can fail before money is spent
-    with Run(RECIPE.name, params) as run, OrderedOutput(params.out) as written:
-        rows = run.inputs(p.rows, total=p.n_rows)
-        output = run.stage(GENERATE, rows, p.generate, on_shard=written)  # written as done
-        run.gate(output, "generate.completions")
-        return publish_generate(run, output, written)
+    with Run(RECIPE.name, params) as run:  # a failed check is recorded as a failed run
+        p = plan(params)  # every check that can fail before money is spent
+        with OrderedOutput(params.out) as written:
+            rows = run.inputs(p.rows, total=p.n_rows)
+            output = run.stage(GENERATE, rows, p.generate, on_shard=written)  # written as done
+            run.gate(output, "generate.completions")
+            return publish_generate(run, output, written)

@@ -32,8 +32,8 @@ RECIPE = Recipe(
 
 @flow(name=RECIPE.name, log_prints=True)
 def math_word_problems(params: MathParams = MathParams()) -> dict[str, Any]:  # noqa: B008
-    p = plan(params)  # every check that can fail before money is spent
-    with Run(RECIPE.name, params) as run:
+    with Run(RECIPE.name, params) as run:  # a failed check is recorded as a failed run
+        p = plan(params)  # every check that can fail before money is spent
         seeds = run.inputs(p.seeds)
         # generated problems, or the user's own solved by the model (its answer checked too)
         problems = run.stage(SOLVE if p.own_problems else PROBLEMS, seeds, p.problems)

@@ -25,8 +25,8 @@ RECIPE = Recipe(
 
 @flow(name=RECIPE.name, log_prints=True)
 def php_translation(params: PHPTranslationParams = PHPTranslationParams()) -> dict[str, Any]:  # noqa: B008
-    p = plan(params)  # every check that can fail before money is spent
-    with Run(RECIPE.name, params) as run:
+    with Run(RECIPE.name, params) as run:  # a failed check is recorded as a failed run
+        p = plan(params)  # every check that can fail before money is spent
         inputs = run.inputs(p.rows)
         python = run.stage(PYTHON_CHECK, inputs, p.python_check)
         run.gate(python, "php_translation.python")

@@ -25,8 +25,8 @@ RECIPE = Recipe(
 
 @flow(name=RECIPE.name, log_prints=True)
 def rag_qa(params: RAGQAParams = RAGQAParams()) -> dict[str, Any]:  # noqa: B008
-    p = plan(params)  # every check that can fail before money is spent
-    with Run(RECIPE.name, params) as run:
+    with Run(RECIPE.name, params) as run:  # a failed check is recorded as a failed run
+        p = plan(params)  # every check that can fail before money is spent
         seeds = run.inputs(p.seeds)
         passages = run.stage(PASSAGES, seeds, p.passages)
         questions = run.stage(QUESTIONS, passages.kept, p.questions)

@@ -27,39 +27,46 @@ def _stopping_error_types() -> tuple[type[BaseException], ...]:
     return (EndpointDown,)
 
 
-class _NoUserErrorTraceback(logging.Filter):
-    """Prefect logs a flow's exception with its traceback; for an error the user must fix
-    (a missing key, a bad file) the one-line message says it all, so drop the traceback.
-    The record itself still goes out (to the console and, on a real server, the UI)."""
+class _SaidByTheCommand(logging.Filter):
+    """The terminal's copy of Prefect's "Encountered exception" line for an actionable
+    error: the command prints that error itself, once (the UI still gets the record)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        quiet = _user_error_types() + _stopping_error_types()
-        if record.exc_info and isinstance(record.exc_info[1], quiet):
-            record.exc_info = None
-            record.exc_text = None
-        return True
+        return not getattr(record, "actionable", False)
 
 
-# Prefect's flow and task run loggers (``prefect.flow_runs``, ``prefect.task_runs``).
-_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+def _console_handlers() -> list[logging.Handler]:
+    import prefect.main  # noqa: F401  (its import sets up the handlers)
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), logging.getLogger("prefect")]
+    return [h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)]
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a user-fixable error into a one-line message and exit status 2 (3 when the
-    LLM server stayed unreachable: run the command again once it is back)."""
-    quiet = _NoUserErrorTraceback()
-    for name in _RUN_LOGGERS:
-        logging.getLogger(name).addFilter(quiet)
+    LLM server stayed unreachable: run the command again once it is back; 4 when the run
+    kept fewer examples than ``min_kept``, after publishing them)."""
+    from tasks.pipeline.outcome import TooFewKept
+    from tasks.pipeline.run_logs import quiet_tracebacks
+
+    quiet_tracebacks()  # the flow's run loggers drop the traceback of these errors
+    said = _SaidByTheCommand()
+    handlers = _console_handlers()
+    for handler in handlers:
+        handler.addFilter(said)
     try:
         yield
     except _user_error_types() as exc:
         raise fail(_describe(exc)) from None
     except _stopping_error_types() as exc:
         raise fail(str(exc), code=3) from None
+    except TooFewKept as exc:
+        raise fail(str(exc), code=4) from None
     finally:
-        for name in _RUN_LOGGERS:
-            logging.getLogger(name).removeFilter(quiet)
+        for handler in handlers:
+            handler.removeFilter(said)
 
 
 def _describe(exc: BaseException) -> str:

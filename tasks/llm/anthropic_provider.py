@@ -29,6 +29,7 @@ from tasks.llm.base import (
     Unreachable,
     Usage,
     no_connection,
+    why_unreachable,
 )
 from tasks.llm.openai_provider import CHECK_TIMEOUT_S, validate_url
 from tasks.llm.ratelimits import read_limits, retry_after
@@ -75,7 +76,9 @@ class AnthropicProvider:
         except anthropic.AuthenticationError as exc:
             raise ConfigError(f"{where} rejected the API key: {exc}") from exc
         except anthropic.APIConnectionError as exc:
-            raise ConfigError(f"cannot reach {where}: {exc}") from exc
+            raise ConfigError(
+                why_unreachable(where, exc, min(self.spec.timeout_s, CHECK_TIMEOUT_S))
+            ) from exc
         except anthropic.APIStatusError as exc:
             raise ConfigError(
                 f"{where} answered {exc.status_code} to a model check: {exc}"

@@ -186,6 +186,18 @@ def no_connection(exc: BaseException) -> bool:
     return False
 
 
+def why_unreachable(where: str, exc: BaseException, timeout_s: float) -> str:
+    """One line for a failed connection, with its real cause: a refused connection (the
+    SDKs may report it as a timeout, see ``no_connection``) or a server that did not
+    answer in time."""
+    if no_connection(exc):
+        return f"cannot reach {where}: connection refused (is the server running at that URL?)"
+    if "Timeout" in type(exc).__name__:
+        return f"cannot reach {where}: no answer within {timeout_s:g} s"
+    cause = exc.__cause__ or exc.__context__
+    return f"cannot reach {where}: {cause or exc}"
+
+
 class EndpointDown(LLMError):
     """The endpoint refused connections for longer than ``max_outage_s``: the run stops
     (every answer so far is journaled, so running it again resumes)."""

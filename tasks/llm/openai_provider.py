@@ -26,6 +26,7 @@ from tasks.llm.base import (
     Unreachable,
     Usage,
     no_connection,
+    why_unreachable,
 )
 from tasks.llm.ratelimits import read_limits, retry_after
 from tasks.llm.secrets import api_key
@@ -124,7 +125,9 @@ class OpenAIProvider:
         except openai.AuthenticationError as exc:
             raise ConfigError(f"{where} rejected the API key: {exc}") from exc
         except openai.APIConnectionError as exc:
-            raise ConfigError(f"cannot reach {where}: {exc}") from exc
+            raise ConfigError(
+                why_unreachable(where, exc, min(self.spec.timeout_s, CHECK_TIMEOUT_S))
+            ) from exc
         except openai.APIStatusError as exc:
             if exc.status_code not in (400, 405, 501):
                 raise ConfigError(
@@ -143,7 +146,9 @@ class OpenAIProvider:
         except openai.AuthenticationError as exc:
             raise ConfigError(f"{where} rejected the API key: {exc}") from exc
         except openai.APIConnectionError as exc:
-            raise ConfigError(f"cannot reach {where}: {exc}") from exc
+            raise ConfigError(
+                why_unreachable(where, exc, min(self.spec.timeout_s, CHECK_TIMEOUT_S))
+            ) from exc
         except openai.APIStatusError as exc:
             hint = (
                 " (is the base_url right? it often ends in /v1)" if exc.status_code == 404 else ""

@@ -69,7 +69,8 @@ def validate(text: str, schema: type[BaseModel]) -> tuple[dict[str, Any] | None,
     if not isinstance(data, dict):
         return None, f"expected a JSON object, got {type(data).__name__}"
     try:
-        return schema.model_validate(data).model_dump(mode="json"), None
+        # by alias: the keys the model wrote, so `Schema(**value)` works with aliased fields
+        return schema.model_validate(data).model_dump(mode="json", by_alias=True), None
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()

@@ -51,6 +51,12 @@ class RuntimeParams(BaseModel):
         description="preview: run only this many inputs through every stage, publish "
         "nothing, and project the full run's requests, tokens, cost and time",
     )
+    min_kept: int = Field(
+        1,
+        ge=0,
+        description="fewest kept examples for a successful run: below it the run publishes "
+        "what it has, then fails (0: never fail for keeping too few)",
+    )
 
 
 def runtime_of(params: BaseModel) -> RuntimeParams:

@@ -37,9 +37,10 @@ from tasks.core.paths import Location
 from tasks.gates import gx, memo, validation
 from tasks.gates.suites import SuiteSpec, load_suite
 from tasks.gates.worker import worker as gate_worker
-from tasks.pipeline import artifacts
+from tasks.pipeline import artifacts, run_logs
 from tasks.pipeline.executors import make_task_runner, shared_api
 from tasks.pipeline.facts import RunFacts
+from tasks.pipeline.outcome import check_kept
 from tasks.pipeline.params import ProviderParams, card_params_of, runtime_of
 from tasks.pipeline.preview import preview_document
 from tasks.pipeline.publish import publish_dataset, register_kept, rejected_rows
@@ -90,6 +91,7 @@ class Run:
         if runtime.storage:
             fsio.check(runtime.storage)
         self.shard_size = runtime.shard_size
+        self.min_kept = runtime.min_kept
         self.location = Location.here(runtime.storage)
         # Built now so a missing package is reported before any work; started (a cluster
         # created or joined) at the first stage, stopped when the run finishes.
@@ -111,6 +113,8 @@ class Run:
         self._preview_document: dict[str, Any] | None = None
         self.live = artifacts.LiveProgress(recipe, self.info.run_id)
         self._reporter: progress.Reporter | None = None
+        self.published = False
+        run_logs.quiet_tracebacks()
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
         provider, model = _generator_of(params)
@@ -276,6 +280,8 @@ class Run:
             [to_example(r) for r in islice(final.kept_rows(), 3)],
             list(islice(rejected_rows(self.outputs), 5)),
         )
+        self.published = True
+        check_kept(final.n_kept, self.min_kept, self.out)  # published first, then failed
         return funnel
 
     def report_beside(
@@ -408,6 +414,7 @@ class Run:
         self._active.enter_context(self.location.active())
         # what the terminal shows, also as a live artifact on the run's page in the UI
         self._reporter = progress.install(progress.Fanout(progress.current(), self.live.open()))
+        self._active.enter_context(run_logs.to_run_page(artifacts.flow_run_id()))
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
@@ -433,7 +440,7 @@ class Run:
             )
             return
         self.catalog.finish_run(self.run_id, status=status, out_dir=self.out, error=error)
-        if status == "completed":
+        if status == "completed" or self.published:
             artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],
                               self.costs())  # fmt: skip
 

@@ -11,6 +11,7 @@ for a whole-dataset step, once over all shards.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tasks.core import progress
 from tasks.core.killpoints import kill_point
@@ -38,6 +39,8 @@ from tasks.pipeline.stage import (
 )
 from tasks.store import fsio
 from tasks.store.shards import iter_shards, read_shard, write_shard
+
+log = logging.getLogger("winnow")
 
 # --- keys and shards ----------------------------------------------------------------------
 
@@ -163,7 +166,10 @@ def run_shard(
     rows = read_shard(shard.path)
     ctx = StageContext(run=run, stage=stage.name, report=report)
     began = time.monotonic()
-    result = stage.fn(rows, config, ctx)
+    try:
+        result = stage.fn(rows, config, ctx)
+    except Exception as exc:
+        raise _stage_failed(stage.name, key, shard.rows, exc) from exc
     seconds = time.monotonic() - began
     if report and shard.rows > ctx.counted:
         progress.current().advance(stage.name, shard.rows - ctx.counted)
@@ -185,6 +191,30 @@ def run_shard(
     )
     _write_marker(marker, output)
     return output
+
+
+class StageFailed(RuntimeError):
+    """A stage's own code raised on a shard: a bug in the recipe (or a building block),
+    told in one line that names the stage, the shard and the exception."""
+
+
+def _stage_failed(stage: str, key: str, rows: int, exc: Exception) -> Exception:
+    """``exc`` as one line before any traceback. Errors that already say what to do (an
+    endpoint down, a failed gate, a bad input or key) go on as they are; anything else
+    becomes a StageFailed, so that a pydantic error in a parse is not taken for a bad
+    parameter."""
+    from tasks.llm.base import LLMError
+    from tasks.llm.batch.jobs import BatchTimeout
+    from tasks.pipeline.run_logs import actionable_errors
+
+    said_already = (*actionable_errors(), LLMError, BatchTimeout)
+    if isinstance(exc, said_already) and not isinstance(exc, ValidationError):
+        return exc
+    said = " ".join(str(exc).split())
+    line = f"stage {stage!r} failed on shard {key[:12]} ({rows} rows): {type(exc).__name__}: "
+    line += said if len(said) <= 400 else said[:400] + " ..."
+    log.error("%s", line)
+    return StageFailed(line)
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:

@@ -90,7 +90,7 @@ CASES = [
     Case(
         "unreachable server",
         ["rag-qa", "--provider", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1"],
-        ["cannot reach", "127.0.0.1:9"],
+        ["cannot reach", "127.0.0.1:9", "connection refused"],
     ),
     Case(
         "empty documents file",

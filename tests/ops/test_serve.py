@@ -39,6 +39,18 @@ def test_serve_registers_every_recipe_and_stops_cleanly(winnow_serve) -> None:
     by_name = {d["name"]: d for d in deployments}
     declared = load()
 
+    # it says where the UI is and which deployments it registered, with a link to each
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Registered" not in served.output():
+        time.sleep(0.5)
+    said = served.output()
+    assert f"UI: {served.ui_url}" in said
+    assert f"Registered {len(RECIPES)} deployment(s) (UI: {served.ui_url}/deployments):" in said
+    for name in RECIPES:
+        link = f"{served.ui_url}/deployments/deployment/{by_name[name]['id']}"
+        assert f"{name}/{name}  {link}  (prefect deployment run '{name}/{name}')" in said
+    assert "not registered yet" not in said
+
     # every deployment: its declared default parameters, and a form schema of its model
     for name, recipe in RECIPES.items():
         d = by_name[name]
@@ -104,3 +116,21 @@ def test_a_busy_port_is_refused_before_starting(tmp_path) -> None:
         result = serve_cli(tmp_path, "--port", str(port))
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+
+
+def test_the_ui_address_follows_the_api_or_prefect_ui_url(monkeypatch) -> None:
+    from winnow.serving.announce import describe, ui_url
+
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    assert ui_url("http://prefect.internal:4200/api") == "http://prefect.internal:4200"
+    monkeypatch.setenv("PREFECT_UI_URL", "https://prefect.example.com/")
+    assert ui_url("http://10.0.0.5:4200/api") == "https://prefect.example.com"
+    said = describe(
+        [{"name": "rag-qa", "flow": "rag-qa", "id": "d1"}], ["rag-qa", "code-sft"], "http://u"
+    )
+    assert said.splitlines() == [
+        "Registered 1 deployment(s) (UI: http://u/deployments):",
+        "  rag-qa/rag-qa  http://u/deployments/deployment/d1"
+        "  (prefect deployment run 'rag-qa/rag-qa')",
+        "  not registered yet: code-sft",
+    ]

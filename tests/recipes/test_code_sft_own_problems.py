@@ -174,7 +174,10 @@ def test_candidates_that_contradict_each_other_with_no_consensus_are_rejected(
     problems.write_text(json.dumps({"id": "d", "problem": statement("delta")}) + "\n")
     script = judged(Rule(pattern=r"\[delta\]", replies=[D_RIGHT, D_WRONG]))
     with LLMTestServer(script) as server:
-        params = own_problems(tmp_path, server, problems, n_solutions=2, max_revision_rounds=1)
+        # min_kept=0: this run is meant to keep nothing, and still succeed
+        params = own_problems(
+            tmp_path, server, problems, n_solutions=2, max_revision_rounds=1, min_kept=0
+        )
         summary = code_sft(params)
         out = Path(params.out)
         rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]

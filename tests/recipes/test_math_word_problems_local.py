@@ -20,7 +20,8 @@ from tasks.sandbox.select import get_sandbox
 def test_math_word_problems_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None:
     from flows.math_word_problems import math_word_problems
 
-    params = MathParams(out=str(tmp_path / "out"), n_problems=2, sandbox="bwrap")
+    # min_kept=0: the small model may keep neither problem; the test accepts that
+    params = MathParams(out=str(tmp_path / "out"), n_problems=2, sandbox="bwrap", min_kept=0)
     summary = math_word_problems(params)
     out = Path(params.out)
     funnel = json.loads((out / "funnel.json").read_text())

@@ -4,6 +4,7 @@ and `winnow run` knows it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from tasks.core.paths import SOURCE_ROOT
 from winnow.cli import app
-from winnow.scaffold import Names, files_for
+from winnow.scaffold import Names, Options, files_for
 
 runner = CliRunner()
 
@@ -63,13 +64,55 @@ def test_a_registered_name_or_a_tasks_module_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_names_derived_from_a_recipe_name() -> None:
-    names = Names.of("unit-conversions")
-    assert (names.module, names.cls, names.title) == (
-        "unit_conversions",
-        "UnitConversions",
-        "Unit conversions",
-    )
-    assert "flows/unit_conversions.py" in files_for(names)
+    names = Names.of("sql-queries")
+    # the title is the name as written: no "Sql queries"
+    assert (names.module, names.cls, names.title) == ("sql_queries", "SqlQueries", "sql-queries")
+    assert "flows/sql_queries.py" in files_for(names)
+    assert "prompts/sql_queries/judge.toml" in files_for(names, Options(judge=True))
+    assert "prompts/sql_queries/judge.toml" not in files_for(names, Options())
+
+
+SHAPES = [
+    Options(judge=judge, topics=topics, execute=execute)
+    for judge in (False, True)
+    for topics in (False, True)
+    for execute in ("none", "python", "php")
+]
+
+
+@pytest.mark.parametrize("options", SHAPES, ids=lambda o: f"{o.judge}-{o.topics}-{o.execute}")
+def test_every_shape_renders_to_valid_files(options: Options, tmp_path: Path) -> None:
+    """Each combination of options gives Python that compiles, JSON that parses and TOML
+    prompts that load; the flow runs dedup right after generate, then the optional stages
+    in order."""
+    import tomllib
+
+    from winnow.scaffold import render
+
+    names = Names.of("sql-queries")
+    for rel, template in files_for(names, options).items():
+        text = render(template, names, options)
+        assert "${" not in text and "#%" not in text, rel
+        if rel.endswith(".py"):
+            compile(text, rel, "exec")
+        elif rel.endswith(".json"):
+            json.loads(text)
+        elif rel.endswith(".toml"):
+            assert "{{" in tomllib.loads(text)["messages"][-1]["content"]
+    flow = render("flow.py.tmpl", names, options)
+    order = [
+        flow.index(f"run.{call}") for call in ("stage(GENERATE", "global_stage(", "stage(CHECK")
+    ]
+    assert order == sorted(order), "dedup must run right after generate"
+    assert ("stage(EXECUTE" in flow) == (options.execute != "none")
+    assert ("stage(JUDGE" in flow) == options.judge
+    recipe = render("recipe.py.tmpl", names, options)
+    assert ("topics_file" in recipe) == options.topics
+    assert ("use_judge" in recipe) == options.judge
+    assert "tasks.recipes" not in recipe.replace(
+        "tasks.recipes.sql_queries", ""
+    )  # no recipe imports another
+    assert "tasks.dedup" not in flow
 
 
 def copy_project(dest: Path) -> Path:
@@ -92,8 +135,11 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def in_copy(root: Path, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def in_copy(
+    root: Path, *argv: str, timeout: float, **more: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "WINNOW_"))}
+    env.update(more)
     return subprocess.run(
         [sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -135,3 +181,43 @@ def test_the_skeleton_passes_its_own_test_at_once(tmp_path: Path) -> None:
     assert "n_examples" in listed.stdout and "min_words" in listed.stdout
     unknown = in_copy(root, "-m", "winnow.cli", "run", "no-such-recipe", timeout=120)
     assert unknown.returncode == 2 and "unit-conversions" in unknown.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_recipe_with_every_option_runs_scripted_at_once(tmp_path: Path) -> None:
+    """`new-recipe --judge --topics --execute python` in a copy of the project, then
+    `winnow run NAME --scripted` there: generate, dedup, check, the sandbox and the judge
+    run against the test LLM server and the funnel is the scenario's; its own flow test
+    and the recipe contract pass too."""
+    root = copy_project(tmp_path / "copy")
+    args = ["new-recipe", "sql-queries", "--judge", "--topics", "--execute", "python"]
+    result = runner.invoke(app, [*args, "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "topics → prompt and response → dedup → check → python run" in result.output
+    assert (root / "prompts" / "sql_queries" / "judge.toml").is_file()
+
+    lint = in_copy(root, "-m", "ruff", "check", "--no-cache", "flows", "tasks", "winnow",
+                   timeout=120)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    run = in_copy(
+        root, "-m", "winnow.cli", "run", "sql-queries", "--scripted",
+        timeout=600, WINNOW_PREFECT_SERVER="per-run",  # no background server left behind
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "scripted: the funnel is the scenario's (5 stages, 1 kept)" in run.stdout
+    work = next((root / ".winnow" / "scripted").glob("sql-queries-*"))
+    kept = [json.loads(x) for x in (work / "out" / "dataset.jsonl").read_text().splitlines()]
+    assert len(kept) == 1 and "```python\ndef add_one" in kept[0]["messages"][1]["content"]
+    assert kept[0]["metadata"]["judge"]["verdict"] == "keep"
+    rejected = (work / "out" / "rejected.jsonl").read_text()
+    assert '"stage": "execute"' in rejected and '"stage": "judge"' in rejected
+
+    tests = in_copy(
+        root, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        "tests/recipes/test_sql_queries_flow.py", "tests/recipes/test_recipe_contract.py",
+        "-k", "sql_queries or sql-queries",
+        timeout=800,
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]

@@ -17,7 +17,8 @@ from tasks.recipes.rag_qa.recipe import SMALL_LOCAL_DEFAULTS, RAGQAParams
 def test_rag_qa_on_the_embedded_model(tmp_path: Path, prefect_harness) -> None:
     from flows.rag_qa import rag_qa
 
-    params = RAGQAParams(out=str(tmp_path / "out"), **SMALL_LOCAL_DEFAULTS)
+    # min_kept=0: the small model may keep none of its two answers; the test accepts that
+    params = RAGQAParams(out=str(tmp_path / "out"), min_kept=0, **SMALL_LOCAL_DEFAULTS)
     started = time.monotonic()
     summary = rag_qa(params)
     seconds = time.monotonic() - started

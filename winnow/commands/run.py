@@ -66,6 +66,12 @@ def run(
     as_json: bool = typer.Option(
         False, "--json", help="Print the result (the preview and its projection) as JSON."
     ),
+    scripted: bool = typer.Option(
+        False,
+        "--scripted",
+        help="Run against the recipe's own test scenario, answered by the project's test "
+        "LLM server (a test double): every stage runs for real, in seconds, for free.",
+    ),
 ) -> None:
     """Run a recipe. Every parameter is settable with --set key=value; see --params.
     `winnow run RECIPE --preview [N]` runs N inputs and projects what the full run costs."""
@@ -98,6 +104,9 @@ def run(
         raise fail(f"{preview_rows!r}: a number after the recipe is --preview's N (--preview N)")
     if preview:
         given["preview"] = preview_rows or given.get("preview") or DEFAULT_PREVIEW_ROWS
+    trial = _start_scripted(spec.name) if scripted else None
+    if trial is not None:
+        given = {**trial.params, **given}
     small = _small_defaults(spec, given)
     if small:
         err.print(
@@ -124,6 +133,29 @@ def run(
         print_preview(summary, seconds)
     else:
         print_summary(summary, seconds)
+    if trial is not None and not summary.get("preview"):
+        matches, line = trial.verdict(summary)
+        (out if matches else err).print(f"scripted: {line}", highlight=False)
+        if not matches:
+            raise typer.Exit(1)
+
+
+def _start_scripted(recipe: str) -> Any:
+    """The test LLM server with the recipe's scenario, and the scenario's parameters."""
+    from tasks.core.paths import state_dir
+    from winnow.scripted import start
+    from winnow.testing.scenarios import NoScenario
+
+    try:
+        trial = start(recipe, state_dir())
+    except NoScenario as exc:
+        raise fail(str(exc)) from None
+    err.print(
+        f"Scripted run: the test LLM server (a test double) answers at {trial.base_url} "
+        f"with the scenario of {recipe}; work directory {trial.work}",
+        highlight=False,
+    )
+    return trial
 
 
 def _small_defaults(spec: Any, given: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def runs(
     table.add_column("run", no_wrap=True, min_width=max(len(str(r.get("run_id"))) for r in rows))
     for col in ("recipe", "status", "started", "kept", "cost $"):
         table.add_column(col, no_wrap=col != "recipe")
-    table.add_column("output", overflow="fold")
+    table.add_column("output / why it failed", overflow="fold")
     for r in rows:
         table.add_row(
             str(r.get("run_id")),
@@ -39,9 +39,16 @@ def runs(
             str(r.get("started_at", ""))[:19],
             "" if r.get("n_kept") is None else str(r.get("n_kept")),
             f"{(r.get('cost_usd') or 0.0):.4f}",
-            str(r.get("out_dir") or ""),
+            _where_or_why(r),
         )
     out.print(table)
+
+
+def _where_or_why(run: dict) -> str:
+    """A failed run's reason (which says where it published, if it did), else its output."""
+    if run.get("status") == "failed" and run.get("error"):
+        return str(run["error"])
+    return str(run.get("out_dir") or "")
 
 
 def show(
@@ -82,6 +89,8 @@ def show(
         return
     out.print(f"[bold]{rid}[/]  recipe={run.get('recipe')}  status={run.get('status')}")
     out.print(f"started {run.get('started_at')}  finished {run.get('finished_at')}")
+    if run.get("error"):
+        out.print(f"failed: {run['error']}", highlight=False)
     if run.get("out_dir"):
         out.print(f"output: {run['out_dir']}")
     if report and _exists(report):

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from winnow.serving import auth
+from winnow.serving.announce import Announcer, ui_url
 from winnow.serving.server import LocalServer, check_access, stop_group, wait_healthy
 
 SERVE_STOP_TIMEOUT_S = 60.0
@@ -46,6 +47,13 @@ def runner_command(options: ServeOptions) -> list[str]:
     return command
 
 
+def served_names(options: ServeOptions) -> list[str]:
+    """The deployments the serve loop registers: ``--only``'s, else every declared one."""
+    from winnow.serving.declared import load
+
+    return list(options.only) or [e.name for e in load(options.file).deployments]
+
+
 def _prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
 
@@ -62,7 +70,7 @@ def supervise(options: ServeOptions, say: Callable[[str], None] = print) -> int:
         api_url = os.environ.get("PREFECT_API_URL")
         if api_url:
             wait_healthy(api_url, 30)
-            say(f"Prefect server: {api_url} (from PREFECT_API_URL)")
+            say(f"Prefect server: {api_url} (from PREFECT_API_URL)  UI: {ui_url(api_url)}")
         else:
             log = _prefect_home() / "winnow-serve-server.log"
             server = LocalServer(options.host, options.port, log=log)
@@ -78,7 +86,9 @@ def supervise(options: ServeOptions, say: Callable[[str], None] = print) -> int:
             runner_command(options), env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
         say("Serving the deployments of " + (options.file or "infra/prefect.yaml") + ".")
+        announcer = Announcer(api_url, served_names(options), say)
         while not stop.is_set() and child.poll() is None:
+            announcer.poll()  # once they are all registered: which, and where in the UI
             stop.wait(0.5)
         if child.poll() is not None and not stop.is_set():
             say(f"The serve loop exited with code {child.returncode}.")

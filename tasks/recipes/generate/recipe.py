@@ -13,6 +13,7 @@ from tasks.core.tables import check_table, read_table
 from tasks.gates.gx import check_suites
 from tasks.llm import prompts
 from tasks.pipeline.llm_stage import LLMConfig
+from tasks.pipeline.outcome import check_kept
 from tasks.pipeline.params import ProviderParams
 from tasks.pipeline.run import Run
 from tasks.pipeline.stage import ShardOutput, StageOutput
@@ -98,6 +99,7 @@ def publish_generate(run: Run, output: StageOutput, written: OrderedOutput) -> d
     if run.preview:
         return run.preview_document(output, lambda row: row)
     written.sink.commit()
+    run.published = True
     summary = {
         **run.funnel_document(output.n_kept),
         "out": str(written.sink.path),
@@ -107,4 +109,5 @@ def publish_generate(run: Run, output: StageOutput, written: OrderedOutput) -> d
     }
     kept = ({k: v for k, v in r.items() if k != "_index"} for r in output.kept_rows())
     summary["report"] = run.report_beside(str(written.sink.path), summary, kept)
+    check_kept(output.n_kept, run.min_kept, str(written.sink.path))  # published, then failed
     return summary
