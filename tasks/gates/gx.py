@@ -56,6 +56,9 @@ class GateResult(BaseModel):
     n_rows: int = 0
     columns: list[str] = Field(default_factory=list)  # the frame's, to read failures against
     failures: list[dict[str, Any]] = Field(default_factory=list)
+    # the observed values of the expectations that passed and report one (a row count, a
+    # mean, a share...): what a gate's artifact shows beside its failures
+    observed: list[dict[str, Any]] = Field(default_factory=list)
     duration_s: float = 0.0
 
     def summary(self) -> str:
@@ -201,6 +204,22 @@ def _failure(result: Any) -> dict[str, Any]:
     )
 
 
+def _has_observed(result: Any) -> bool:
+    return "observed_value" in (result.result or {})
+
+
+def _observed(result: Any) -> dict[str, Any]:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
+    return _jsonable(
+        {
+            "expectation": config.type,
+            "kwargs": kwargs,
+            "observed_value": result.result["observed_value"],
+        }
+    )
+
+
 def _exception_infos(info: Any) -> list[dict[str, Any]]:
     """GX gives one info dict, or a dict of them keyed by metric id."""
     if not isinstance(info, dict):
@@ -218,6 +237,7 @@ def validate(frame: pd.DataFrame, suite: str | SuiteSpec) -> GateResult:
         definition = _gx().definition(spec)
         outcome = definition.run(batch_parameters={"dataframe": frame})
     failures = [_failure(r) for r in outcome.results if not r.success]
+    observed = [_observed(r) for r in outcome.results if r.success and _has_observed(r)]
     return GateResult(
         suite=spec.name,
         severity=spec.severity,
@@ -227,6 +247,7 @@ def validate(frame: pd.DataFrame, suite: str | SuiteSpec) -> GateResult:
         n_rows=len(frame),
         columns=[str(c) for c in frame.columns],
         failures=failures,
+        observed=observed,
         duration_s=round(time.perf_counter() - started, 4),
     )
 

@@ -197,5 +197,6 @@ def merge(
         n_rows=n_rows,
         columns=columns,
         failures=list(merged.values()),
+        observed=whole_result.observed if whole_result else [],
         duration_s=round(sum(p.duration_s for p in parts), 4),
     )

@@ -11,11 +11,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from tasks.core import progress
+from tasks.pipeline.summary import gate_markdown
 
 log = logging.getLogger("winnow")
 
 if TYPE_CHECKING:
     from tasks.gates.gx import GateResult
+    from tasks.gates.suites import SuiteSpec
 
 
 def flow_run_id() -> str | None:
@@ -30,16 +32,68 @@ def key(*parts: str) -> str:
     return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in raw)[:100]
 
 
-def gate(run_id: str, stage: str, result: GateResult) -> None:
+def gate_key(recipe: str, suite: str) -> str:
+    """``<recipe>-gate-<suite>``, the suite's name without its recipe's prefix."""
+    head, _, rest = suite.partition(".")
+    short = rest if rest and key(head) == key(recipe) else suite
+    return key(recipe, "gate", short)
+
+
+def gate(recipe: str, run_id: str, stage: str, result: GateResult, spec: SuiteSpec) -> None:
+    """One gate as a readable artifact: every expectation with its result and observed
+    value, the severity and the duration."""
     if flow_run_id() is None:
         return
     from prefect.artifacts import create_markdown_artifact
 
-    status = "passed" if result.success else f"FAILED ({result.severity})"
-    lines = [f"### Gate `{result.suite}` after stage `{stage}`: {status}", ""]
-    for f in result.failures[:20]:
-        lines.append(f"- `{f.get('expectation')}` {f.get('kwargs', {})}: {f.get('observed', '')}")
-    create_markdown_artifact(key=key("gate", stage), markdown="\n".join(lines), description=run_id)
+    md = gate_markdown(
+        stage,
+        result.model_dump(mode="json"),
+        [e.model_dump(mode="json") for e in spec.expectations],
+        spec.description,
+    )
+    create_markdown_artifact(key=gate_key(recipe, result.suite), markdown=md, description=run_id)
+
+
+class SummaryArtifact:
+    """The run's one summary, created first (the UI lists artifacts in the order they
+    were made) saying the run has started, and rewritten in place as the run ends."""
+
+    def __init__(self, recipe: str, run_id: str) -> None:
+        self.recipe, self.run_id = recipe, run_id
+        self.artifact_id: Any = None
+
+    def open(self) -> SummaryArtifact:
+        if flow_run_id() is None:
+            return self
+        from prefect.artifacts import create_markdown_artifact
+
+        try:
+            self.artifact_id = create_markdown_artifact(
+                key=key(self.recipe, "summary"),
+                markdown=f"### Run `{self.run_id}`: **running**\n\nThe summary comes as it ends.",
+                description=f"Summary of {self.run_id}",
+            )
+        except Exception as exc:  # a summary is worth a warning, never a failed run
+            log.warning("no summary artifact: %s", exc)
+        return self
+
+    def write(self, markdown: str, status: str) -> None:
+        if self.artifact_id is None:
+            return
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import ArtifactUpdate
+
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_artifact(
+                    self.artifact_id,
+                    ArtifactUpdate(
+                        data=markdown, description=f"Summary of {self.run_id}: {status}"
+                    ),
+                )
+        except Exception as exc:
+            log.warning("summary artifact not updated: %s", exc)
 
 
 def examples(

@@ -55,6 +55,7 @@ from tasks.pipeline.runner import (
     run_stage,
 )
 from tasks.pipeline.stage import GlobalStage, RunInfo, ShardOutput, ShardRef, Stage, StageOutput
+from tasks.pipeline.summary import summary_markdown
 from tasks.store import fsio
 from tasks.store.catalog import Catalog
 from tasks.store.shards import iter_shards
@@ -103,6 +104,7 @@ class Run:
         self.outputs: list[StageOutput] = []
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
+        self.gate_stages: list[str] = []  # the stage each of ``gates`` looked at
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
         # a preview: this many inputs through every stage, nothing published
@@ -112,8 +114,10 @@ class Run:
         self.whole_dataset: set[str] = set()  # stages run by global_stage
         self._preview_document: dict[str, Any] | None = None
         self.live = artifacts.LiveProgress(recipe, self.info.run_id)
+        self.summary = artifacts.SummaryArtifact(recipe, self.info.run_id)
         self._reporter: progress.Reporter | None = None
         self.published = False
+        self.report_at: str | None = None  # where the run's report.html was written
         run_logs.quiet_tracebacks()
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
@@ -239,14 +243,31 @@ class Run:
     def _gate(self, stage: str, shards: list[ShardRef], suite: str | SuiteSpec) -> gx.GateResult:
         spec = load_suite(suite) if isinstance(suite, str) else suite
         kill_point(f"gate.{spec.name}")
+        if artifacts.flow_run_id() is None:
+            return self._check(stage, shards, spec)
+        # in a flow run, a task run of its own, named for its suite: the UI's graph shows
+        # the gate (and its time) instead of a gap between stages
+        from prefect import task
+        from prefect.cache_policies import NO_CACHE
+
+        as_task = task(
+            self._check,
+            name=f"gate {spec.name}",
+            cache_policy=NO_CACHE,  # the memo below is the cache: same suite, same rows
+            persist_result=False,
+        )
+        return as_task(stage, shards, spec)
+
+    def _check(self, stage: str, shards: list[ShardRef], spec: SuiteSpec) -> gx.GateResult:
         key = memo.gate_key(spec, [s.fingerprint for s in shards])
         result = memo.recall(key)  # the same suite on the same rows: the same verdict
         if result is None:
             result = validation.validate(shards, spec)
             memo.remember(key, result)
         self.gates.append(result)
+        self.gate_stages.append(stage)
         self.catalog.add_validation(self.run_id, stage, result)
-        artifacts.gate(self.run_id, stage, result)
+        artifacts.gate(self.recipe, self.run_id, stage, result, spec)
         if self.preview and not result.success:
             # a few rows say little about a whole-output suite: the preview reports it
             # (in its gates) and goes on to the projection instead of stopping
@@ -273,7 +294,8 @@ class Run:
         facts = self.facts(funnel)
         publish_dataset(self.out, final, self.outputs, to_example, funnel, extra, facts)
         register_kept(self.catalog, self.run_id, final)
-        artifacts.report(self.recipe, self.run_id, report_location(self.out, one_file=False))
+        self.report_at = report_location(self.out, one_file=False)
+        artifacts.report(self.recipe, self.run_id, self.report_at)
         artifacts.examples(
             self.recipe,
             self.run_id,
@@ -293,6 +315,7 @@ class Run:
         rejected = rejected_rows(self.outputs)
         write_report_of_rows(Path(location), self.facts(funnel), kept, rejected)
         artifacts.report(self.recipe, self.run_id, location)
+        self.report_at = location
         return location
 
     def preview_document(
@@ -413,6 +436,7 @@ class Run:
         self._active = ExitStack()
         self._active.enter_context(self.location.active())
         # what the terminal shows, also as a live artifact on the run's page in the UI
+        self.summary.open()  # first of the run's artifacts
         self._reporter = progress.install(progress.Fanout(progress.current(), self.live.open()))
         self._active.enter_context(run_logs.to_run_page(artifacts.flow_run_id()))
         return self
@@ -438,11 +462,44 @@ class Run:
             self.catalog.finish_run(
                 self.run_id, status=status, error=error, summary=self._preview_document
             )
+            self._write_summary(status, error)
             return
         self.catalog.finish_run(self.run_id, status=status, out_dir=self.out, error=error)
         if status == "completed" or self.published:
             artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],
                               self.costs())  # fmt: skip
+        self._write_summary(status, error)
+
+    def _write_summary(self, status: str, error: str | None) -> None:
+        """The run's summary artifact, as it ends (whatever the end)."""
+        if self.summary.artifact_id is None:
+            return
+        written = status == "completed"
+        try:
+            reasons = self.catalog.rejection_reasons(self.run_id, limit=50)
+            markdown = summary_markdown(
+                self.run_id,
+                status,
+                [r.model_dump() for r in self.funnel],
+                self.costs(),
+                reasons,
+                [
+                    {**g.model_dump(mode="json"), "stage": stage}
+                    for g, stage in zip(self.gates, self.gate_stages, strict=True)
+                ],
+                out=_where(self.out) if self.out and (self.published or written) else None,
+                report=artifacts.report_uri(self.report_at) if self.report_at else None,
+                error=error,
+            )
+        except Exception as exc:  # a summary is worth a warning, never a failed run
+            log.warning("no summary of the run: %s", exc)
+            return
+        self.summary.write(markdown, status)
+
+
+def _where(out: str) -> str:
+    """An output location as a person finds it: a URL as is, a path made absolute."""
+    return out if "://" in out else str(Path(out).absolute())
 
 
 def _generator_of(params: BaseModel) -> tuple[str, str]:
