@@ -5,12 +5,12 @@ and tests need no server."""
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 from tasks.core import progress
+from tasks.pipeline.example_cards import example_markdown
 from tasks.pipeline.summary import gate_markdown
 
 log = logging.getLogger("winnow")
@@ -104,16 +104,23 @@ def examples(
         return
     from prefect.artifacts import create_markdown_artifact
 
-    def block(row: dict) -> str:
-        text = json.dumps(row, indent=2, ensure_ascii=False, default=str)
-        return "```json\n" + (text[:3000] + "\n..." if len(text) > 3000 else text) + "\n```"
-
     md = [f"### Examples from `{run_id}`", "", "#### Kept", ""]
-    md += [block(r) for r in kept] or ["(none)"]
+    for i, row in enumerate(kept, 1):
+        md += [f"##### Kept example {i}", "", example_markdown(row), "", "---", ""]
+    if not kept:
+        md.append("(none)")
     md += ["", "#### Rejected", ""]
-    md += [
-        f"**{r.get('stage')}**: {r.get('reason')}\n\n{block(r.get('record', {}))}" for r in rejected
-    ] or ["(none)"]
+    for r in rejected:
+        md += [
+            f"##### Rejected at `{r.get('stage')}`: {' '.join(str(r.get('reason')).split())[:300]}",
+            "",
+            example_markdown(r.get("record") or {}),
+            "",
+            "---",
+            "",
+        ]
+    if not rejected:
+        md.append("(none)")
     create_markdown_artifact(
         key=key(recipe, "examples"), markdown="\n".join(md), description=run_id
     )

@@ -154,6 +154,8 @@ def test_a_real_run_tells_its_story_on_its_page(tmp_path: Path, prefect_harness)
     assert "severity **" in gate.data and "| expectation | arguments | result | observed |" in (
         gate.data
     )
+    examples = next(a for a in found if a.key == "math-word-problems-examples").data
+    assert "**user**" in examples and "**assistant**" in examples and "```json" not in examples
     names = _task_run_names(run["flow_run_id"])
     assert {"gate math_word_problems.problems", "gate math_word_problems.kept"} <= {
         n.rsplit("-", 1)[0] for n in names
