@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.llm.base import ProviderKind, ProviderSpec
 from tasks.llm.batch.api import BatchSettings, check_batch_support
+from tasks.pipeline.form import form_schema
 from tasks.pipeline.llm_stage import LLMConfig, llm_config
 
 TaskRunnerKind = Literal["threads", "dask", "ray"]
@@ -25,6 +26,9 @@ TaskRunnerKind = Literal["threads", "dask", "ray"]
 
 class RuntimeParams(BaseModel):
     """Parameters every recipe shares about where it runs and where its shards live."""
+
+    # every recipe's form in the UI: fields grouped, the first-changed groups on top
+    model_config = ConfigDict(json_schema_extra=form_schema)
 
     task_runner: TaskRunnerKind = Field(
         "threads", description="where shards run: threads (this process), dask or ray"

@@ -68,7 +68,8 @@ def test_parameter_schema_is_a_form_with_defaults_and_descriptions(declared) -> 
     assert list(schema["properties"]) == ["params"]
     for field_name, field in model.model_fields.items():
         prop = definition["properties"][field_name]
-        assert prop.get("description") == field.description, field_name
+        assert field.description in prop.get("description", ""), field_name  # after its group
+        assert prop.get("title") and prop["title"] != field_name, field_name
         if field.default is not None:
             assert prop.get("default") == field.default, field_name
     assert deployment.parameters == entry.parameters
