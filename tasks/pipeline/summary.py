@@ -54,10 +54,12 @@ def summary_markdown(
     mark = " ⚠" if unpriced else ""
     total_cost = float(costs.get("cost_usd") or 0.0)
     per_kept = f"${total_cost / kept:.4f}{mark}" if kept else "-"
+    # a share of the inputs only where stages do not multiply rows (passages -> questions)
+    share = f" ({_pct(kept, first_in)})" if kept <= first_in else ""
     md = [
         f"### Run `{run_id}`: **{status}**",
         "",
-        f"**kept {kept}** of {first_in} inputs ({_pct(kept, first_in)}) · "
+        f"**kept {kept}** from {first_in} inputs{share} · "
         f"**cost ${total_cost:.4f}{mark}** ({costs.get('calls', 0)} LLM calls, "
         f"{costs.get('cached_calls', 0)} from the journal) · cost per kept example "
         f"**{per_kept}**",

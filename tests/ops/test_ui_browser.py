@@ -3,7 +3,8 @@ browser): a real Prefect server runs on 127.0.0.1 and `winnow serve`, pointed at
 PREFECT_API_URL, serves the rag-qa deployment there. The test opens the UI, finds the
 deployment, fills its run form (Run -> Custom run) with custom parameters pointing at the
 scripted test LLM server, submits, waits for the run to complete and checks that its
-funnel table artifact is shown.
+funnel table artifact is shown; then the form's groups and titles, the run's summary
+artifact and a gate's artifact, each with a screenshot.
 
 The server asks for an auth string, as a team's does: the browser first meets the login
 page and types it there; `winnow serve` is given it through PREFECT_API_AUTH_STRING.
@@ -209,16 +210,17 @@ def drive(ui: UI, base: str, out: str, llm_url: str, docs: str) -> tuple[str, li
     page.get_by_text("Custom run", exact=True).click()
     ui.expect(ui.field("Provider"), "the parameters form")
     ui.expect(page.get_by_text("generator provider"), "the field descriptions")
+    check_form(ui)
     ui.shot("form-empty")
 
     run_name = f"ui-test-{uuid.uuid4().hex[:8]}"
     page.locator(".flow-run-name-input input").fill(run_name)
     ui.choose("Provider", "openai-compatible")
     ui.fill_text("Model", "ui-test-model")
-    ui.fill_optional("Base Url", "str", llm_url)
-    ui.fill_text("Out", out)
+    ui.fill_optional("Base URL", "str", llm_url)
+    ui.fill_text("Output directory", out)
     ui.fill_optional("Documents", "str", docs)
-    ui.fill_text("Judges", "1")
+    ui.fill_text("Judgements per answer", "1")
     ui.shot("form-filled")
     page.get_by_role("button", name="Submit").click()
 
@@ -245,7 +247,60 @@ def drive(ui: UI, base: str, out: str, llm_url: str, docs: str) -> tuple[str, li
         "the funnel table",
     )
     ui.shot("funnel-table")
-    return run_id, funnel_rows(page)
+    shown = funnel_rows(page)
+    check_summary_and_gate(ui, base)
+    return run_id, shown
+
+
+def open_artifact(ui: UI, key: str) -> None:
+    """Back to the run's Artifacts tab, then the card of ``key``."""
+    page = ui.page
+    page.go_back(wait_until="networkidle")
+    page.get_by_role("tab", name="Artifacts").or_(
+        page.get_by_text("Artifacts", exact=True)
+    ).first.click()
+    card = page.get_by_text(key, exact=True)
+    ui.expect(card, f"the {key} artifact card")
+    card.first.click()
+
+
+def check_form(ui: UI) -> None:
+    """The form in groups: inputs and outputs first, runtime last, written titles, the
+    absolute place of a relative output stated."""
+    page = ui.page
+    top = {
+        label: ui.field(label).bounding_box()["y"]
+        for label in ("Output directory", "Documents", "Provider", "Words per passage",
+                      "Judgements per answer", "Task runner", "Records per task run")
+    }  # fmt: skip
+    assert list(top) == sorted(top, key=top.get), top  # in the groups' order
+    ui.expect(page.get_by_text("a relative path is under /"), "where a relative output lands")
+    ui.expect(page.get_by_text("LLM request timeout (s)"), "a written title")
+    assert page.get_by_text("Llm Timeout S").count() == 0
+
+
+def check_summary_and_gate(ui: UI, base: str) -> None:
+    """The run's summary (the funnel in percentages, the kept total, the reasons, where it
+    was published) and a gate's card (its expectations, severity and time)."""
+    page = ui.page
+    open_artifact(ui, "rag-qa-summary")
+    ui.expect(page.get_by_text("kept 4", exact=True), "the kept total in the summary")
+    for text in ("Top rejection reasons", "kept %", "cost per kept example", "Gates"):
+        ui.expect(page.get_by_text(text).first, f"'{text}' in the summary")
+    ui.expect(page.get_by_text("Dataset published to"), "where the dataset was published")
+    ui.expect(page.get_by_role("link", name="report.html"), "the link to report.html")
+    ui.shot("summary")
+    # a gate's artifact belongs to its task run (the gate's box in the graph): opened by key
+    page.goto(f"{base}/artifacts/key/rag-qa-gate-answers", wait_until="networkidle")
+    version = page.locator("a[href*='/artifacts/artifact/']")
+    ui.expect(version, "the gate artifact's version")
+    version.first.click()
+    ui.expect(page.get_by_text("rag_qa.answers").first, "the gate's suite")
+    ui.expect(page.get_by_text("severity").first, "the gate's severity")
+    ui.expect(page.get_by_role("columnheader", name="observed"), "the expectations table")
+    assert page.get_by_role("cell", name=re.compile(r"^expect_")).count() >= 3
+    assert page.get_by_text("after stage").count() >= 1
+    ui.shot("gate")
 
 
 def funnel_rows(page) -> list[list[str]]:

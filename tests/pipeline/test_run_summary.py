@@ -49,7 +49,9 @@ def test_the_summary_says_the_funnel_costs_reasons_gates_and_output() -> None:
         "rag-qa-1", "completed", FUNNEL, COSTS, reasons, gates, out="/data/out", report="file:///r"
     )
     assert md.startswith("### Run `rag-qa-1`: **completed**")
-    assert "**kept 3** of 12 inputs (25%)" in md
+    assert "**kept 3** from 12 inputs (25%)" in md
+    fanned = summary_markdown("r", "completed", [{**FUNNEL[1], "n_in": 1}], COSTS, [], [])
+    assert "**kept 3** from 1 inputs ·" in fanned  # no share above 100%
     assert "cost per kept example **$0.0100 ⚠**" in md
     assert "| questions | 12 | 6 | 50% | 6 | 2.5 | 12 | 0.0200 ⚠ |" in md
     assert "| answers | 6 | 3 | 50% | 3 | 1.2 | 6 | 0.0100 ⚠ |" in md
