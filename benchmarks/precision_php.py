@@ -108,7 +108,10 @@ def main() -> None:
 
     out = args.out / "dataset"
     args.out.mkdir(parents=True, exist_ok=True)
-    sets = [f"source={args.source}", f"max_revision_rounds={args.rounds}", *args.set]
+    # every source row, at the recipe's own output budget (not the embedded model's small
+    # defaults, which would translate 3 rows)
+    sets = [f"source={args.source}", f"limit={len(sources)}", "max_tokens=700"]
+    sets += [f"max_revision_rounds={args.rounds}", *args.set]
     wall = run_winnow("php-translation", out, sets)
     run = run_of("php-translation", out)
 

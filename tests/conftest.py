@@ -34,3 +34,16 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("WINNOW_PROJECT_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The embedded model's file; skipped where it is not installed, except in CI."""
+    try:
+        from tasks.llm.embedded_model import resolve_model_path
+
+        return Path(resolve_model_path())
+    except Exception as exc:  # not installed on this machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"embedded model not installed ({exc}); run `winnow model`")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -157,18 +155,6 @@ def test_cli_ifd_with_a_missing_scorer_model_file_fails_cleanly(tmp_path, monkey
     result = runner.invoke(app, ["curate", "ifd"], input=json.dumps(HELPED) + "\n")
     assert result.exit_code == 2
     assert "ifd" in result.output
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    try:
-        from tasks.llm.embedded_model import resolve_model_path
-
-        return Path(resolve_model_path())
-    except Exception as exc:  # not installed on this machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"embedded model not installed ({exc}); run `winnow model`")
 
 
 @pytest.mark.slow

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from pydantic import BaseModel
 
@@ -26,18 +23,6 @@ def test_a_file_that_is_not_a_gguf_is_a_config_error(tmp_path):
     fake.write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="cannot load"):
         make_client("local", model=str(fake)).check()
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    try:
-        from tasks.llm.embedded_model import resolve_model_path
-
-        return Path(resolve_model_path())
-    except Exception as exc:  # not installed on this machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"embedded model not installed ({exc}); run `winnow model`")
 
 
 @pytest.mark.slow

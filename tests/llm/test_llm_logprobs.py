@@ -5,9 +5,7 @@ columns) and a stage's provenance."""
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,18 +132,6 @@ def test_recorder_reads_the_sampled_tokens_probability_and_leaves_logits_alone()
     recorder(np.array([5, 1]), second)  # token 1 was sampled from `first`
     recorder(np.array([5, 1, 2]), second)  # token 2 was sampled from `second`
     assert recorder.logprobs == pytest.approx([math.log(0.2), math.log(1 / 3)], abs=1e-6)
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    try:
-        from tasks.llm.embedded_model import resolve_model_path
-
-        return Path(resolve_model_path())
-    except Exception as exc:  # not installed on this machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"embedded model not installed ({exc}); run `winnow model`")
 
 
 @pytest.mark.slow

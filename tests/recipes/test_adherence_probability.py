@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -134,18 +132,6 @@ def test_cli_probability_method_with_calibration(llm_server, tmp_path):
     assert out[1]["adherence"] == 0.0 and not out[1]["supported"]  # 9 is not in the context
     assert "calibrated on 2 labelled rows" in result.stderr
     assert llm_server.app.score_requests > 0
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    try:
-        from tasks.llm.embedded_model import resolve_model_path
-
-        return Path(resolve_model_path())
-    except Exception as exc:  # not installed on this machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"embedded model not installed ({exc}); run `winnow model`")
 
 
 @pytest.mark.slow
