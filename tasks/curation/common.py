@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from tasks.core.records import Rejection
@@ -45,6 +45,17 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def spool_scores(rows: Iterable[dict[str, Any]], spool: Spool, field: str) -> list[float]:
+    """Write every row to ``spool`` and return its ``metadata[field]`` score, NaN where
+    it is missing or not a finite number (what a selection over the whole set ranks)."""
+    scores = []
+    for row in rows:
+        spool.append(row)
+        value = number((row.get("metadata") or {}).get(field))
+        scores.append(math.nan if value is None else value)
+    return scores
 
 
 def rejection(

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tasks.curation.common import Spool, get_path, rejection
+from tasks.curation.common import Spool, get_path, rejection, spool_scores
 from tasks.curation.quantile import select_top
 from tasks.llm.base import ProviderSpec
 from tasks.llm.scoring import calls_of, perplexity, scorer_for
@@ -151,14 +151,8 @@ def ifd_select(
     def reject(row: dict[str, Any], reason: str, detail: dict[str, Any]) -> dict[str, Any]:
         return rejection(row, ctx.stage, reason, detail or None)
 
-    values: list[float] = []
     with Spool() as spool:
-        for row in rows:
-            spool.append(row)
-            value = (row.get("metadata") or {}).get("ifd")
-            ok = isinstance(value, int | float) and math.isfinite(value)
-            values.append(float(value) if ok else math.nan)
-        scores = np.asarray(values, dtype=np.float64)
+        scores = np.asarray(spool_scores(rows, spool, "ifd"), dtype=np.float64)
         in_range = (scores >= config.min_ifd) & (scores < config.max_ifd)
         ranked = np.where(in_range, scores, np.nan)
         if config.top_fraction is not None:

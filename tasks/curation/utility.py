@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tasks.curation.common import Spool, rejection
+from tasks.curation.common import Spool, rejection, spool_scores
 from tasks.curation.ifd import IFDConfig, NotScorable, instruction_and_answer
 from tasks.curation.quantile import select_top
 from tasks.llm.base import ProviderSpec
@@ -135,14 +135,8 @@ def utility_score_batch(
 def utility_select(
     rows: Iterator[dict[str, Any]], config: UtilityConfig, ctx: StageContext
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    values: list[float] = []
     with Spool() as spool:
-        for row in rows:
-            spool.append(row)
-            value = (row.get("metadata") or {}).get("utility")
-            ok = isinstance(value, int | float) and math.isfinite(value)
-            values.append(float(value) if ok else math.nan)
-        scores = np.asarray(values, dtype=np.float64)
+        scores = np.asarray(spool_scores(rows, spool, "utility"), dtype=np.float64)
         above = scores > config.min_utility
         if config.top_fraction is not None:
             keep, cutoff = select_top(np.where(above, scores, np.nan), config.top_fraction, True)
