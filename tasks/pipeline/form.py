@@ -15,6 +15,11 @@ beside the dropdown. The form shows it as a plain ``X`` field without a default 
 left empty, the UI omits it and the model's None applies; its description says what
 that means. Prefect builds the flow's top-level default from the model instance, Nones
 included; ``deployment_schema`` drops those, so the form never starts with a null.
+
+Groups cannot be collapsed in Prefect 3.8's form: the bundled UI (v1, and the opt-in v2)
+sorts a model's fields by ``position`` and shows a nested model as an always-open card;
+it honours no collapse keyword. Nesting would also rename the fields (``models.judge``),
+breaking ``--set``. So the groups are ordered, runtime last, and named in each field.
 """
 
 from __future__ import annotations
