@@ -120,3 +120,14 @@ def test_the_values_a_form_sends_still_validate() -> None:
     documents = _form("rag-qa")["documents"]
     assert documents["type"] == "string"
     assert str(SOURCE_ROOT / "examples" / "rag") in documents["description"]
+
+
+def test_a_scaffolded_deployment_names_params_too(tmp_path) -> None:
+    """`winnow new-recipe` appends its deployment with ``params: {}``, like the shipped
+    ones, so its form also starts from the fields' own defaults."""
+    from winnow.scaffold import Names, declare_deployment
+
+    path = tmp_path / "prefect.yaml"
+    path.write_text((SOURCE_ROOT / "infra" / "prefect.yaml").read_text())
+    declare_deployment(Names.of("sql-queries"), path)
+    assert load(path).get("sql-queries").parameters == {"params": {}}
