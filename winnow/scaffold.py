@@ -188,7 +188,8 @@ def declare_deployment(names: Names, path: Path, summary: str = "") -> None:
         f"    entrypoint: flows/{names.module}.py:{names.module}\n"
         f'    description: "{names.name}: {summary}"\n'
         "    tags: [winnow]\n"
-        "    parameters: {}\n"
+        "    parameters:\n"
+        "      params: {}\n"
         "    schedules: []\n"
         "    work_pool:\n"
         "      name: winnow\n"

@@ -8,6 +8,18 @@ and outputs, models, generation, verification, curation, runtime), names each gr
 before its field's description, gives every field a written title, and states where a
 relative output location lands. Only the schema changes: the fields, their names (the
 contract of ``--set`` and deployments) and their validation stay as they are.
+
+A field typed ``X | None = None`` (None: "off", or "fall back to another field") would
+show a "None" toggle ("Property is type None") and, for a provider, a free-text branch
+beside the dropdown. The form shows it as a plain ``X`` field without a default instead:
+left empty, the UI omits it and the model's None applies; its description says what
+that means. Prefect builds the flow's top-level default from the model instance, Nones
+included; ``deployment_schema`` drops those, so the form never starts with a null.
+
+Groups cannot be collapsed in Prefect 3.8's form: the bundled UI (v1, and the opt-in v2)
+sorts a model's fields by ``position`` and shows a nested model as an always-open card;
+it honours no collapse keyword. Nesting would also rename the fields (``models.judge``),
+breaking ``--set``. So the groups are ordered, runtime last, and named in each field.
 """
 
 from __future__ import annotations
@@ -145,7 +157,7 @@ def form_schema(schema: dict[str, Any], model: Any = None) -> None:
     order = sorted(props, key=lambda n: (GROUPS.index(group_of(n)), _rank(n, names)))
     schema["properties"] = {}
     for position, name in enumerate(order):
-        prop = dict(props[name])
+        prop = _without_null(props[name])
         group = group_of(name)
         prop["title"] = title_of(name)
         described = prop.get("description", "")
@@ -154,3 +166,29 @@ def form_schema(schema: dict[str, Any], model: Any = None) -> None:
         prop["description"] = f"{group}: {described}" if described else group
         prop["position"] = position
         schema["properties"][name] = prop
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """``X | None = None`` as a plain ``X`` with no default (omitted: None); a union of
+    several types keeps them all but the null. Any other field is left as it is."""
+    branches = prop.get("anyOf") or []
+    kept = [b for b in branches if b.get("type") != "null"]
+    if len(kept) == len(branches) or prop.get("default", 0) is not None:
+        return dict(prop)
+    rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
+def deployment_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A flow's parameter schema as a deployment's form: the None fields of each
+    parameter's default object dropped (the form would start them as null, which the
+    form's own schema no longer allows, and the model applies None when they are left
+    out). A copy; the definitions are shaped by ``form_schema`` already."""
+    shaped = dict(schema)
+    shaped["properties"] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        prop = dict(prop)
+        if isinstance(prop.get("default"), dict):
+            prop["default"] = {k: v for k, v in prop["default"].items() if v is not None}
+        shaped["properties"][name] = prop
+    return shaped

@@ -37,7 +37,10 @@ class RuntimeParams(BaseModel):
         None, description="scheduler of a running Dask cluster (default: a temporary one)"
     )
     dask_workers: int | None = Field(
-        None, ge=1, le=1024, description="workers of the temporary Dask cluster"
+        None,
+        ge=1,
+        le=1024,
+        description="workers of the temporary Dask cluster (default: Dask's, by cores)",
     )
     ray_address: str | None = Field(
         None, description="a running Ray cluster, e.g. ray://host:10001 (default: local)"
@@ -53,7 +56,8 @@ class RuntimeParams(BaseModel):
         ge=1,
         le=100_000,
         description="preview: run only this many inputs through every stage, publish "
-        "nothing, and project the full run's requests, tokens, cost and time",
+        "nothing, and project the full run's requests, tokens, cost and time (empty: a "
+        "full run)",
     )
     min_kept: int = Field(
         1,
@@ -73,14 +77,18 @@ def runtime_of(params: BaseModel) -> RuntimeParams:
 class ProviderParams(RuntimeParams):
     provider: ProviderKind = Field("local", description="generator provider")
     model: str = Field("", description="generator model (empty: the provider's default)")
-    base_url: str | None = Field(None, description="generator server URL (openai-compatible)")
+    base_url: str | None = Field(
+        None, description="generator server URL (openai-compatible; default: the provider's)"
+    )
     concurrency: int = Field(16, ge=1, le=4096, description="max requests in flight")
     max_retries: int = Field(6, ge=0, le=50, description="retries of a failing request")
     judge_provider: ProviderKind | None = Field(
         None, description="judge provider (default: the generator's)"
     )
     judge_model: str | None = Field(None, description="judge model (default: the generator's)")
-    judge_base_url: str | None = Field(None, description="judge server URL")
+    judge_base_url: str | None = Field(
+        None, description="judge server URL (default: the generator's)"
+    )
     # Names of Prefect Secret blocks, never keys: parameters are stored and shown.
     api_key_secret: str | None = Field(
         None,
@@ -88,7 +96,9 @@ class ProviderParams(RuntimeParams):
         "(default: the provider's environment variable, e.g. OPENAI_API_KEY)",
     )
     judge_api_key_secret: str | None = Field(
-        None, description="name of a Prefect Secret block holding the judge's API key"
+        None,
+        description="name of a Prefect Secret block holding the judge's API key (default: "
+        "the generator's, when the judge's provider is the same)",
     )
     llm_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="seconds before an LLM request is abandoned (retried)"
@@ -187,7 +197,9 @@ class OwnProblemsParams(BaseModel):
         "CSV file, or a folder saved by datasets' save_to_disk (an 'id' field names the row)",
     )
     problem_field: str = Field("problem", description="the field of `problems` with the text")
-    limit: int | None = Field(None, ge=1, description="read at most this many rows of `problems`")
+    limit: int | None = Field(
+        None, ge=1, description="read at most this many rows of `problems` (default: all)"
+    )
 
 
 class CardParams(BaseModel):

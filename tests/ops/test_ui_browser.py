@@ -3,8 +3,9 @@ browser): a real Prefect server runs on 127.0.0.1 and `winnow serve`, pointed at
 PREFECT_API_URL, serves the rag-qa deployment there. The test opens the UI, finds the
 deployment, fills its run form (Run -> Custom run) with custom parameters pointing at the
 scripted test LLM server, submits, waits for the run to complete and checks that its
-funnel table artifact is shown; then the form's groups and titles, the run's summary
-artifact and a gate's artifact, each with a screenshot.
+funnel table artifact is shown; then the form's groups and titles (no "None" toggle, the
+judge provider a dropdown like the provider), the run's summary artifact and a gate's
+artifact, each with a screenshot.
 
 The server asks for an auth string, as a team's does: the browser first meets the login
 page and types it there; `winnow serve` is given it through PREFECT_API_AUTH_STRING.
@@ -79,21 +80,20 @@ class UI:
         box = self.field(label).locator("textarea, input").first
         box.fill(value)
 
-    def fill_optional(self, label: str, kind: str, value: str) -> None:
-        """A ``X | None`` field: pick the type ``kind`` first, then type the value."""
-        field = self.field(label)
-        field.get_by_role("button", name=kind, exact=True).click()
-        box = field.locator("textarea, input").first
-        box.wait_for(state="visible", timeout=30_000)
-        box.fill(value)
-
-    def choose(self, label: str, option: str) -> None:
-        """A select: focus it, open its list (a click alone may only focus it), pick."""
+    def open_list(self, label: str):
+        """A select's list: focus it, open it (a click alone may only focus it)."""
         control = self.field(label).locator("button.p-select-button__control")
         control.click()
-        item = self.page.get_by_role("option", name=option, exact=True)
-        if not item.first.is_visible():
+        options = self.page.get_by_role("option")
+        if not options.first.is_visible():
             control.press("ArrowDown")
+        self.expect(options, f"the options of {label}", 30)
+        return control
+
+    def choose(self, label: str, option: str) -> None:
+        """A select: open its list, pick ``option``."""
+        control = self.open_list(label)
+        item = self.page.get_by_role("option", name=option, exact=True)
         item.first.click()
         from playwright.sync_api import expect
 
@@ -161,6 +161,10 @@ def test_run_a_recipe_from_the_ui_form(tmp_path, winnow_serve, monkeypatch) -> N
         assert params["documents"] == str(docs)
         assert params["out"] == str(out)
         assert params["judges"] == 1
+        assert params["judge_provider"] == "openai-compatible"
+        # a field left empty is left out (the model's None applies), never sent as null
+        assert None not in params.values(), params
+        assert "judge_model" not in params and "preview" not in params
         assert flow_run["state_type"] == "COMPLETED"
         assert llm.stats.chat_requests == REQUESTS  # questions, answers, one vote each
         kept = (out / "dataset.jsonl").read_text().splitlines()
@@ -217,9 +221,11 @@ def drive(ui: UI, base: str, out: str, llm_url: str, docs: str) -> tuple[str, li
     page.locator(".flow-run-name-input input").fill(run_name)
     ui.choose("Provider", "openai-compatible")
     ui.fill_text("Model", "ui-test-model")
-    ui.fill_optional("Base URL", "str", llm_url)
+    ui.fill_text("Base URL", llm_url)  # plain fields, though None by default
+    # the judge's other fields left empty: they fall back to the generator's
+    ui.choose("Judge provider", "openai-compatible")
     ui.fill_text("Output directory", out)
-    ui.fill_optional("Documents", "str", docs)
+    ui.fill_text("Documents", docs)
     ui.fill_text("Judgements per answer", "1")
     ui.shot("form-filled")
     page.get_by_role("button", name="Submit").click()
@@ -266,8 +272,22 @@ def open_artifact(ui: UI, key: str) -> None:
 
 def check_form(ui: UI) -> None:
     """The form in groups: inputs and outputs first, runtime last, written titles, the
-    absolute place of a relative output stated."""
+    absolute place of a relative output stated; no "None" toggle anywhere, and the judge
+    provider a dropdown of the providers, like the provider."""
     page = ui.page
+    assert page.get_by_text("Property is type").count() == 0
+    assert page.get_by_role("button", name="None", exact=True).count() == 0
+    for label in ("Provider", "Judge provider"):
+        control = ui.field(label).locator("button.p-select-button__control")
+        assert control.count() == 1, f"{label}: not a dropdown"
+        assert ui.field(label).locator("textarea, input[type=text]").count() == 0, label
+    ui.open_list("Judge provider")
+    shown = sorted(t.strip() for t in page.get_by_role("option").all_inner_texts())
+    assert shown == ["anthropic", "local", "openai", "openai-compatible"], shown
+    ui.shot("form-judge-providers")
+    page.keyboard.press("Escape")  # closed unchosen: the judge stays the generator's
+    page.get_by_role("option").first.wait_for(state="hidden", timeout=10_000)
+    ui.expect(page.get_by_text("default unless topics are given"), "the documents' default")
     top = {
         label: ui.field(label).bounding_box()["y"]
         for label in ("Output directory", "Documents", "Provider", "Words per passage",

@@ -94,19 +94,26 @@ def to_runner_deployment(
     declared cron schedules (inactive when ``schedules`` is false) and ``extra_cron``.
 
     The work pool is left out on purpose: served deployments run in the serving process's
-    own runner, and Prefect warns when a served deployment names a pool.
+    own runner, and Prefect warns when a served deployment names a pool. The parameter
+    schema is the recipe's form (``deployment_schema``: no field starts as null).
     """
     from prefect.schedules import Cron
+    from prefect.utilities.callables import ParameterSchema
+
+    from tasks.pipeline.form import deployment_schema
 
     crons = [
         Cron(s.cron, timezone=s.timezone, active=s.active and schedules) for s in entry.schedules
     ]
     if extra_cron:
         crons.append(Cron(extra_cron, timezone="UTC", active=True))
-    return entry.load_flow().to_deployment(
+    deployment = entry.load_flow().to_deployment(
         name=entry.name,
         description=entry.description,
         tags=entry.tags,
         parameters=entry.parameters,
         schedules=crons,
     )
+    schema = deployment_schema(deployment._parameter_openapi_schema.model_dump())
+    deployment._parameter_openapi_schema = ParameterSchema(**schema)
+    return deployment

@@ -33,8 +33,12 @@ class GenerateParams(ProviderParams):
         "row's fields fill the template",
     )
     out: str = Field("out/generate.jsonl", description="output JSON Lines file (atomic)")
-    temperature: float | None = Field(None, ge=0, le=2, description="override the template's")
-    max_tokens: int | None = Field(None, ge=1, description="override the template's")
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="override the template's (default: the template's)"
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="override the template's (default: the template's)"
+    )
     shard_size: int = Field(64, ge=1, le=100_000, description="records per task run")
 
 

@@ -45,15 +45,17 @@ class RAGQAParams(CurationParams, ProviderParams, CardParams):
     documents: str | None = Field(
         None,
         description="a folder of .txt/.md files and tables, one such file, or a table: JSON "
-        "Lines, Parquet, CSV or a saved datasets folder (default: examples/rag unless topics "
-        "are given)",
+        "Lines, Parquet, CSV or a saved datasets folder (default unless topics are given: "
+        f"the shipped examples, {example_documents()})",
     )
     document_field: str = Field("text", description="the field of a table's rows with the text")
     topics: list[str] | str | None = Field(
         None, description="synthetic contexts: topics (a list or a file, one a line)"
     )
     n_synthetic: int = Field(8, ge=1, le=1_000_000, description="synthetic passages to write")
-    max_passages: int | None = Field(None, ge=1, description="cap on document passages")
+    max_passages: int | None = Field(
+        None, ge=1, description="cap on document passages (default: all)"
+    )
     chunk_words: int = Field(180, ge=20, le=4000, description="words per passage (at most)")
     chunk_overlap: int = Field(30, ge=0, le=2000, description="words shared between passages")
     questions_per_passage: int = Field(4, ge=1, le=64, description="questions per passage")
