@@ -1,6 +1,6 @@
 """RAG QA (seed 004): contexts → questions of several kinds → answers → context adherence
-(ChainPoll) → filter → publish. Any recipe's LLM stages can go through a batch API
-(batch=true); this one is built for it."""
+(P(supported) per claim, or ChainPoll votes) → filter → publish. Any recipe's LLM stages
+can go through a batch API (batch=true); this one is built for it."""
 
 from __future__ import annotations
 
@@ -39,4 +39,4 @@ def rag_qa(params: RAGQAParams = RAGQAParams()) -> dict[str, Any]:  # noqa: B008
         # optional, by parameter: contamination check, near-duplicate and semantic dedup
         final = curate(run, filtered, p.curation)
         mix_gate(run, final, "rag_qa.kept", p.mix, params.mix_tolerance)
-        return publish_rag_qa(run, final, params.threshold)
+        return publish_rag_qa(run, final, p.filter.threshold)

@@ -45,7 +45,11 @@ class WordOverlapScorer:
     def choose(self, prefix: str, options: list[str]) -> list[float]:
         self.calls += 1
         document = re.search(r"Document: (.*?)\n\nQuestion", prefix, re.S).group(1).lower()
-        claim = re.search(r"Claim: (.*?)\n\nIs the claim", prefix, re.S).group(1).lower()
+        if "Does the document contain the answer" in prefix:  # an abstention's question
+            question = re.search(r"Question: (.*?)\n\n", prefix, re.S).group(1).lower()
+            claim = re.findall(r"[a-z0-9]+", question)[-1]  # its last word: what is asked
+        else:
+            claim = re.search(r"Claim: (.*?)\n\nIs the claim", prefix, re.S).group(1).lower()
         words = re.findall(r"[a-z0-9]+", claim)
         yes = all(w in re.findall(r"[a-z0-9]+", document) for w in words)
         p_yes = 0.9 if yes else 0.1
@@ -99,6 +103,63 @@ def test_the_answer_scores_its_weakest_claim_and_numbers_veto(double):
     # journaled: scoring again asks nothing
     again = score_rows_by_probability([supported, one_bad], ProbabilityConfig())
     assert double.calls == 3 and all(c.cached for _, calls in again for c in calls)
+
+
+def test_an_abstention_is_supported_when_the_document_does_not_answer(double):
+    """"The context does not say" is right for a question the document leaves open, and
+    wrong for one it answers: its score is P(no) to "does the document answer?"."""
+    abstain = "The context does not say."
+    [(open_, calls), (answered, _)] = score_rows_by_probability(
+        [
+            {"context": CONTEXT, "question": "Who painted it green?", "answer": abstain},
+            {"context": CONTEXT, "question": "What does it carry? a railway", "answer": abstain},
+        ],
+        ProbabilityConfig(),
+    )
+    assert open_.score == pytest.approx(0.9) and len(calls) == 1
+    assert answered.score == pytest.approx(0.1)
+    assert open_.claims[0]["claim"] == abstain
+
+
+def test_auto_reads_probabilities_on_the_embedded_model_only():
+    assert probability.resolve_method("auto", "local") == "probability"
+    for provider in ("openai", "anthropic", "openai-compatible"):
+        assert probability.resolve_method("auto", provider) == "votes"
+    assert probability.resolve_method("probability", "openai-compatible") == "probability"
+    assert probability.resolve_method("votes", "local") == "votes"
+    with pytest.raises(ValueError, match="log-probabilities"):
+        probability.resolve_method("probability", "anthropic")
+
+
+def test_the_recipe_plans_its_adherence_by_method(monkeypatch):
+    """The recipe's plan: probability → a ProbabilityConfig and the calibrated threshold;
+    votes → ChainPoll and its own; probability on a provider without logprobs → refused
+    before any request."""
+    from tasks.llm.base import ConfigError
+    from tasks.recipes.rag_qa import recipe
+    from tasks.recipes.rag_qa.adherence import ChainPollConfig
+    from tasks.recipes.rag_qa.recipe import RAGQAParams
+
+    monkeypatch.setattr(RAGQAParams, "check_providers", lambda self, judge=True: None)
+    monkeypatch.setattr(recipe, "check_suites", lambda suites: None)
+    base = dict(topics=["bridges"], provider="openai-compatible", model="m", base_url="http://x")
+    by_prob = recipe.plan(RAGQAParams(**base, adherence_method="probability"))
+    assert isinstance(by_prob.adherence, ProbabilityConfig)
+    assert by_prob.adherence.scorer.kind == "openai-compatible"
+    assert by_prob.filter.threshold == probability.CALIBRATED_THRESHOLD
+    by_votes = recipe.plan(RAGQAParams(**base))  # auto, not the embedded model
+    assert isinstance(by_votes.adherence, ChainPollConfig) and by_votes.filter.threshold == 0.67
+    with pytest.raises(ConfigError, match="adherence_method"):
+        recipe.plan(RAGQAParams(topics=["b"], provider="anthropic", adherence_method="probability"))
+
+
+def test_cli_refuses_probability_without_logprobs():
+    result = CliRunner().invoke(
+        app,
+        ["adherence", "--method", "probability", "--provider", "anthropic"],
+        input=json.dumps({"id": "a", **row("x")}) + "\n",
+    )
+    assert result.exit_code != 0 and "log-probabilities" in result.output
 
 
 def test_calibrated_threshold_separates_labelled_scores():

@@ -208,6 +208,35 @@ def test_every_path_ends_where_it_should(tmp_path, server, prefect_harness) -> N
 
 
 @pytest.mark.slow
+def test_adherence_read_from_probabilities_sends_no_judge_vote(
+    tmp_path, server, prefect_harness
+) -> None:
+    """adherence_method=probability on an OpenAI-compatible judge: each answer's claims are
+    scored through /v1/completions (echoed log-probabilities), no chat vote is sent, every
+    scored row records its claims, and a re-run reads them from the journal."""
+    from flows.rag_qa import rag_qa
+
+    p = params(tmp_path, server.base_url, adherence_method="probability")
+    summary = rag_qa(p)
+    assert server.stats.chat_requests == 8 + 7  # questions and answers only
+    assert server.app.score_requests > 0
+    funnel = json.loads((Path(p.out) / "funnel.json").read_text())
+    stages = {s["stage"]: s for s in funnel["stages"]}
+    assert stages["adherence"]["n_in"] == 5
+    assert funnel["threshold"] == p.probability_threshold
+    kept = read_jsonl(Path(p.out) / "dataset.jsonl")
+    assert len(kept) == summary["kept"]
+    for example in kept:
+        judge = example["metadata"]["judge"]
+        assert judge["method"] == "probability" and judge["votes"] == []
+        assert judge["claims"] and all(0 <= c["p_supported"] <= 1 for c in judge["claims"])
+        assert example["metadata"]["adherence"] >= p.probability_threshold
+    scores = server.app.score_requests
+    rag_qa(p)
+    assert server.app.score_requests == scores and server.stats.chat_requests == 8 + 7
+
+
+@pytest.mark.slow
 def test_batch_mode_through_both_batch_apis(tmp_path, monkeypatch, prefect_harness) -> None:
     """Generator on the OpenAI Batch API, judge on Anthropic Message Batches; one
     question request fails and one judge vote expires in the first batch and are

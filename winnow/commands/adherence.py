@@ -4,7 +4,8 @@ Two methods: ``votes`` (ChainPoll: J sampled yes/no judgements, any provider) an
 ``probability`` (``tasks.recipes.rag_qa.probability``: P(supported) of each sentence of
 the answer read from the scorer's next-token probabilities, MiniCheck style; the answer
 scores its weakest claim; needs a provider with log-probabilities: ``local`` or an
-OpenAI-compatible ``/completions`` endpoint with echo). ``--calibrate FILE`` picks the
+OpenAI-compatible ``/completions`` endpoint with echo). ``auto`` (the default) reads
+probabilities on the embedded model and takes votes elsewhere. ``--calibrate FILE`` picks the
 threshold on labelled rows (``"supported": true/false``) before scoring stdin.
 
 Reads JSON Lines ``{"id", "context", "question", "answer"}`` and writes the same rows
@@ -39,13 +40,16 @@ def adherence(
     base_url: str = typer.Option(None, help="Judge server URL (openai-compatible)."),
     judges: int = typer.Option(3, "--judges", "-j", min=1, max=10, help="Judgements per row (J)."),
     method: str = typer.Option(
-        "votes", help="votes (ChainPoll, sampled) | probability (P(yes) per claim)."
+        "auto",
+        help="probability (P(yes) per claim, read once) | votes (ChainPoll, J sampled) | "
+        "auto (probability on the embedded model, votes elsewhere).",
     ),
     threshold: float | None = typer.Option(
         None,
         min=0.0,
         max=1.0,
-        help="Score needed for supported (votes: 0.67; probability: 0.5).",
+        help="Score needed for supported (votes: 0.67; probability: 0.63, calibrated on "
+        "benchmarks/data/adherence_labelled.jsonl).",
     ),
     calibrate: Path | None = typer.Option(
         None, help="Labelled rows (supported: true/false): the threshold is chosen on them."
@@ -73,8 +77,14 @@ def adherence(
             rows.append(row)
     except InputError as exc:
         raise fail(str(exc)) from None
-    if method not in ("votes", "probability"):
-        raise fail(f"--method: votes or probability, not {method!r}")
+    if method not in ("auto", "votes", "probability"):
+        raise fail(f"--method: auto, votes or probability, not {method!r}")
+    from tasks.recipes.rag_qa.probability import CALIBRATED_THRESHOLD, resolve_method
+
+    try:
+        method = resolve_method(method, provider)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise fail(f"--method: {exc}") from None
     labelled = _labelled(calibrate) if calibrate else []
     if not rows:
         return
@@ -90,7 +100,8 @@ def adherence(
         else:
             score = _vote_scorer(spec, judges, max_tokens, grounding_min_share)
             err.print(f"adherence: {len(rows)} row(s), J={judges} on {spec.kind}")
-        cut = threshold if threshold is not None else (0.5 if method == "probability" else 0.67)
+        default_cut = CALIBRATED_THRESHOLD if method == "probability" else 0.67
+        cut = threshold if threshold is not None else default_cut
         if labelled:
             from tasks.recipes.rag_qa.probability import calibrate_threshold
 

@@ -24,6 +24,12 @@ from tasks.recipes.rag_qa.inputs import (
     topic_rows,
 )
 from tasks.recipes.rag_qa.kinds import DEFAULT_MIX, check_mix, mix_tolerance
+from tasks.recipes.rag_qa.probability import (
+    CALIBRATED_THRESHOLD,
+    Method,
+    ProbabilityConfig,
+    resolve_method,
+)
 from tasks.recipes.rag_qa.stages import (
     AnswersConfig,
     FilterConfig,
@@ -66,8 +72,22 @@ class RAGQAParams(CurationParams, ProviderParams, CardParams):
     mix_tolerance: float = Field(
         0.15, ge=0, le=1, description="allowed gap between requested and observed kind shares"
     )
+    adherence_method: Method = Field(
+        "auto",
+        description="how answers are scored for context adherence: probability (P(yes) per "
+        "claim read from the judge's log-probabilities, one read each, no sampling), votes "
+        "(ChainPoll: J sampled judgements), or auto: probability on the embedded model, "
+        "votes on any other provider",
+    )
     judges: int = Field(3, ge=1, le=10, description="ChainPoll judgements per answer (J)")
-    threshold: float = Field(0.67, ge=0, le=1, description="minimum adherence kept")
+    threshold: float = Field(0.67, ge=0, le=1, description="minimum adherence kept (votes)")
+    probability_threshold: float = Field(
+        CALIBRATED_THRESHOLD,
+        ge=0,
+        le=1,
+        description="minimum adherence kept (probability): the weakest claim's P(supported); "
+        "the default was calibrated on benchmarks/data/adherence_labelled.jsonl",
+    )
     grounding_min_share: float = Field(
         0.75,
         ge=0,
@@ -90,7 +110,7 @@ class Plan(BaseModel):
     passages: PassagesConfig
     questions: QuestionsConfig
     answers: AnswersConfig
-    adherence: ChainPollConfig
+    adherence: ChainPollConfig | ProbabilityConfig
     filter: FilterConfig
     mix: dict[str, float]
     curation: CurationPlan
@@ -110,6 +130,21 @@ def plan(params: RAGQAParams) -> Plan:
         seeds = topic_rows(topics, params.n_synthetic)
     params.check_providers()
     seed = params.seed
+    judge = params.judge()
+    try:
+        method = resolve_method(params.adherence_method, judge.kind)
+    except ValueError as exc:
+        raise ConfigError(f"adherence_method: {exc}") from None
+    if method == "probability":
+        adherence: ChainPollConfig | ProbabilityConfig = ProbabilityConfig(scorer=judge)
+        threshold = params.probability_threshold
+    else:
+        adherence = ChainPollConfig(
+            llm=params.judge_llm(JUDGE_TEMPLATE, seed=seed, max_tokens=params.judge_max_tokens),
+            judges=params.judges,
+            grounding_min_share=params.grounding_min_share,
+        )
+        threshold = params.threshold
     return Plan(
         seeds=seeds,
         passages=PassagesConfig(
@@ -122,12 +157,8 @@ def plan(params: RAGQAParams) -> Plan:
             mix=check_mix(params.question_mix),
         ),
         answers=AnswersConfig(llm=params.generator_llm("rag_qa/answer", seed=seed)),
-        adherence=ChainPollConfig(
-            llm=params.judge_llm(JUDGE_TEMPLATE, seed=seed, max_tokens=params.judge_max_tokens),
-            judges=params.judges,
-            grounding_min_share=params.grounding_min_share,
-        ),
-        filter=FilterConfig(threshold=params.threshold),
+        adherence=adherence,
+        filter=FilterConfig(threshold=threshold),
         mix=check_mix(params.question_mix),
         curation=plan_curation(
             params,

@@ -1,8 +1,9 @@
 """The stages of the RAG QA recipe, as plain functions over a batch of records.
 
-passages → questions (several kinds per passage) → answers → adherence (ChainPoll) →
-filter. Each takes rows, a config and a context and returns kept rows, rejections with
-a stage and a reason, and the LLM calls it made. Their requests go through the one door
+passages → questions (several kinds per passage) → answers → adherence (P(supported) read
+from probabilities, or ChainPoll's sampled votes) → filter. Each takes rows, a config and
+a context and returns kept rows, rejections with a stage and a reason, and the LLM calls
+it made. Their requests go through the one door
 to the LLM (:mod:`tasks.pipeline.llm_stage`), live or through a provider's batch API as
 the recipe's ``batch`` parameter says, with the same results.
 """
@@ -28,6 +29,7 @@ from tasks.recipes.rag_qa.adherence import ChainPollConfig, score_rows
 from tasks.recipes.rag_qa.grounding import abstains
 from tasks.recipes.rag_qa.inputs import passage_id
 from tasks.recipes.rag_qa.kinds import KIND_INSTRUCTIONS, kind_for
+from tasks.recipes.rag_qa.probability import ProbabilityConfig, score_rows_by_probability
 
 # --- 1. passages ---------------------------------------------------------------------------
 
@@ -162,31 +164,43 @@ def parse_answer(
     return record
 
 
-# --- 4. adherence (ChainPoll) ---------------------------------------------------------------
+# --- 4. adherence -----------------------------------------------------------------------
 
 
 def adherence_batch(
-    rows: list[dict[str, Any]], config: ChainPollConfig, ctx: StageContext
+    rows: list[dict[str, Any]], config: ChainPollConfig | ProbabilityConfig, ctx: StageContext
 ) -> StageResult:
-    """J votes per row; keeps every row that got a score (the filter stage decides)."""
+    """A score per row, by J votes (ChainPoll) or by the probability of each claim; keeps
+    every row that got one (the filter stage decides)."""
     triples = [
         {"context": r["passage"], "question": r["question"], "answer": r["answer"]} for r in rows
     ]
-    scored = score_rows(triples, config, label=ctx.stage, on_row=ctx.progress)
+    if isinstance(config, ProbabilityConfig):
+        scored = score_rows_by_probability(triples, config)
+        spec, method, judges = config.scorer, "probability", None
+        template, version = "score/choice", "1"
+        for _ in rows:
+            ctx.progress()
+    else:
+        scored = score_rows(triples, config, label=ctx.stage, on_row=ctx.progress)
+        spec, method, judges = config.llm.provider, "votes", config.judges
+        template, version = config.llm.template, config.llm.template_version
     out = StageResult()
     for row, (adherence, results) in zip(rows, scored, strict=True):
-        out.add_calls(results, config.llm.template, config.llm.template_version)
+        out.add_calls(results, template, version)
         judge = {
             **adherence.summary(),
-            "judges": config.judges,
-            "provider": results[0].provider if results else config.llm.provider.kind,
-            "model": results[0].model if results else config.llm.provider.model,
+            "method": method,
+            "judges": judges,
+            "provider": results[0].provider if results else spec.kind,
+            "model": results[0].model if results else spec.model,
         }
         record = dict(row, adherence=adherence.score, adherence_judge=judge)
         if adherence.score is None:
             errors = "; ".join(v.error for v in adherence.votes if v.error)[:500]
             raws = [v.raw for v in adherence.votes if v.raw]
-            out.reject(record, ctx.stage, f"no readable judge vote: {errors}", {"raw": raws})
+            why = errors or adherence.explanation[:500]
+            out.reject(record, ctx.stage, f"no readable judge vote: {why}", {"raw": raws})
         else:
             out.kept.append(record)
     return out
