@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from tasks.core.seeds import load_topics
 from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
+from tasks.curation.rubric_feedback import Criterion, Rubric
 from tasks.gates.gx import GateResult, check_suites
 from tasks.gates.suites import ExpectationSpec, SuiteSpec, load_suite
 from tasks.llm.base import ConfigError, ProviderSpec
@@ -132,7 +133,20 @@ def plan(params: RAGQAParams) -> Plan:
             fields=["question", "answer"],
             semantic_field="question",
             score_field="adherence",
+            rubric=rubric(params.threshold),
         ),
+    )
+
+
+def rubric(threshold: float) -> Rubric:
+    """The adherence judge's criteria, as the filter stage applies them: the check by code
+    (grounding; no verdict when it is off) and the judges' adherence score."""
+    return Rubric(
+        stage="filter",
+        criteria=[
+            Criterion(name="grounding", field="adherence_judge.grounding.grounded", passes=[True]),
+            Criterion(name="adherence", field="adherence", min=threshold, after="grounding"),
+        ],
     )
 
 
@@ -214,7 +228,9 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def publish_rag_qa(run: Run, final: StageOutput, threshold: float) -> dict[str, Any]:
+def publish_rag_qa(
+    run: Run, final: StageOutput, threshold: float, feedback: dict[str, Any] | None = None
+) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     scores = []
     for r in final.kept_rows(columns=["kind", "adherence"]):
@@ -227,6 +243,7 @@ def publish_rag_qa(run: Run, final: StageOutput, threshold: float) -> dict[str, 
             "threshold": threshold,
             "kept_by_kind": kinds,
             "mean_adherence": round(sum(scores) / len(scores), 4) if scores else None,
+            **({"rubric_feedback": feedback} if feedback is not None else {}),
         },
     )
 
