@@ -75,6 +75,16 @@ class CurationParams(BaseModel):
     )
 
 
+SCORE_FIELDS = ("ifd", "ifd_ppl", "utility", "utility_detail")
+
+
+def scores_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The scores curation wrote into a row's ``metadata`` (IFD, utility), for the
+    published example's metadata: what ``winnow curate ifd`` / ``utility`` write too."""
+    meta = row.get("metadata") or {}
+    return {k: meta[k] for k in SCORE_FIELDS if meta.get(k) is not None}
+
+
 class CurationPlan(BaseModel):
     contamination: ContaminationConfig | None = None
     near_dup: MinHashDedupConfig | None = None

@@ -243,3 +243,34 @@ def test_rounds_carry_the_figures_of_each_criterion():
         "rejected 1 (0 would teach) · kept 2 (1 teach nothing)"
     )
     assert feedback_cell(None) == "–" and feedback_by_criterion(None) == {}
+
+
+def test_the_parameter_is_off_by_default_and_needs_a_score_and_a_rubric():
+    from tasks.curation.optional import CurationParams, plan_curation
+    from tasks.llm.base import ConfigError
+
+    fields = ["problem", "solution"]
+    assert (
+        plan_curation(CurationParams(ifd_max=1.0), fields, "problem", None, RUBRIC).feedback is None
+    )
+    on = plan_curation(
+        CurationParams(ifd_max=1.0, rubric_feedback=True), fields, "problem", None, RUBRIC
+    )
+    assert on.feedback is not None and on.feedback.ifd == on.ifd and on.feedback.utility is None
+    with pytest.raises(ConfigError, match="needs a score"):
+        plan_curation(CurationParams(rubric_feedback=True), fields, "problem", None, RUBRIC)
+    with pytest.raises(ConfigError, match="no judge criteria"):
+        plan_curation(CurationParams(ifd_max=1.0, rubric_feedback=True), fields, "problem", None)
+
+
+def test_the_recipes_declare_their_judges_criteria():
+    from tasks.recipes.code_sft.recipe import RUBRIC as CODE
+    from tasks.recipes.rag_qa.recipe import rubric
+
+    assert CODE.stage == "judge" and [c.name for c in CODE.criteria] == ["correctness", "style"]
+    judged = {"judge": {"correctness": "pass", "style": "fail"}}
+    assert CODE.verdicts(judged) == {"correctness": True, "style": False}
+    rag = rubric(0.67)
+    assert rag.stage == "filter"
+    answer = {"adherence": 0.33, "adherence_judge": {"grounding": {"grounded": True}}}
+    assert rag.verdicts(answer) == {"grounding": True, "adherence": False}

@@ -10,7 +10,7 @@ from tasks.core.paths import prompts_dir
 from tasks.core.seeds import load_topics, seed_rows
 from tasks.curation.diversity import diversity_report, diversity_suite, minilm
 from tasks.curation.exact import ExactDedupConfig
-from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation, scores_of
 from tasks.curation.rubric_feedback import Criterion, Rubric
 from tasks.execution.params import SandboxParams
 from tasks.execution.revise import ExecuteConfig
@@ -219,6 +219,7 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
             "lint": row.get("lint", []),
             "sandbox": row.get("backend", ""),
             "provenance": row.get("provenance", {}),
+            **scores_of(row),  # metadata.ifd / metadata.utility, where curation scored
         },
     }
 

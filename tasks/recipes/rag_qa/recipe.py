@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from tasks.core.seeds import load_topics
-from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation, scores_of
 from tasks.curation.rubric_feedback import Criterion, Rubric
 from tasks.gates.gx import GateResult, check_suites
 from tasks.gates.suites import ExpectationSpec, SuiteSpec, load_suite
@@ -224,6 +224,7 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
                 "question": row.get("provenance", {}),
                 "answer": row.get("answer_provenance", {}),
             },
+            **scores_of(row),  # metadata.ifd / metadata.utility, where curation scored
         },
     }
 
