@@ -154,7 +154,12 @@ def _merge(
     return merged
 
 
-FEEDBACK_SCORE = Stage("rubric_feedback_score", feedback_score_batch)
+# Its key follows the scorers' code too (in other modules), as their own stages' keys do.
+FEEDBACK_SCORE = Stage(
+    "rubric_feedback_score",
+    feedback_score_batch,
+    code=(feedback_score_batch, ifd_score_batch, utility_score_batch),
+)
 
 
 # --- the table ------------------------------------------------------------------------------

@@ -119,9 +119,9 @@ class Run:
         self._reporter: progress.Reporter | None = None
         self.published = False
         self.report_at: str | None = None  # where the run's report.html was written
-        # the recipe's own figures as it published (its ``summary``: rubric feedback,
-        # diversity...), kept in the catalog's ``runs.summary`` for `show` and `rounds`
-        self.figures: dict[str, Any] = {}
+        # the rubric feedback the recipe published (funnel.json's ``rubric_feedback``),
+        # kept in the catalog's ``runs.summary`` for `winnow show` and `winnow rounds`
+        self.feedback: dict[str, Any] | None = None
         run_logs.quiet_tracebacks()
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
@@ -310,7 +310,7 @@ class Run:
         if self.out is None:
             raise ValueError("this recipe's parameters have no 'out' to publish to")
         funnel = {**self.funnel_document(final.n_kept), "out": self.out, **(summary or {})}
-        self.figures = dict(summary or {})
+        self.feedback = funnel.get("rubric_feedback")
         facts = self.facts(funnel)
         publish_dataset(self.out, final, self.outputs, to_example, funnel, extra, facts)
         register_kept(self.catalog, self.run_id, final)
@@ -489,7 +489,11 @@ class Run:
             self._write_summary(status, error)
             return
         self.catalog.finish_run(
-            self.run_id, status=status, out_dir=self.out, error=error, summary=self.figures or None
+            self.run_id,
+            status=status,
+            out_dir=self.out,
+            error=error,
+            summary={"rubric_feedback": self.feedback} if self.feedback else None,
         )
         if status == "completed" or self.published:
             artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],
@@ -516,7 +520,7 @@ class Run:
                 out=_where(self.out) if self.out and (self.published or written) else None,
                 report=artifacts.report_uri(self.report_at) if self.report_at else None,
                 error=error,
-                feedback=self.figures.get("rubric_feedback"),
+                feedback=self.feedback,
             )
         except Exception as exc:  # a summary is worth a warning, never a failed run
             log.warning("no summary of the run: %s", exc)
