@@ -220,7 +220,7 @@ def _scored_kept(run: Run) -> Iterator[dict[str, Any]]:
         return
     useful: dict[Any, Any] = {}
     if utility is not None:
-        for row in utility.kept_rows(columns=["id", "metadata"]):
+        for row in utility.kept_rows():
             useful[row.get("id")] = (row.get("metadata") or {}).get("utility")
     for row in ifd.kept_rows():
         if row.get("id") in useful:
