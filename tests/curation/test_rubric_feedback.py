@@ -28,7 +28,7 @@ from tasks.pipeline.facts import RunFacts
 from tasks.pipeline.feedback_view import feedback_table
 from tasks.pipeline.report_content import ReportContent
 from tasks.pipeline.report_html import render
-from tasks.pipeline.stage import RunInfo, StageContext
+from tasks.pipeline.stage import RunInfo, StageContext, StageResult
 from tasks.pipeline.summary import summary_markdown
 
 RUBRIC = Rubric(
@@ -274,3 +274,46 @@ def test_the_recipes_declare_their_judges_criteria():
     assert rag.stage == "filter"
     answer = {"adherence": 0.33, "adherence_judge": {"grounding": {"grounded": True}}}
     assert rag.verdicts(answer) == {"grounding": True, "adherence": False}
+
+
+# --- the engine's side stage ---------------------------------------------------------------
+
+
+def _side(rows: list[dict], config: None, ctx: StageContext) -> StageResult:
+    """A stage that pays for one call per row and rejects one row."""
+    from tasks.llm.base import ChatResult
+
+    out = StageResult()
+    for r in rows:
+        result = ChatResult(key=f"k-{r['id']}", text="x", provider="p", model="m", cost_usd=0.5)
+        out.add_calls([result], "score", "1")
+        if r["id"] == "b":
+            out.reject(r, ctx.stage, "side: no")
+        else:
+            out.kept.append(dict(r, seen=True))
+    return out
+
+
+def test_a_side_stage_is_costed_but_neither_counted_in_the_funnel_nor_rejecting(tmp_path):
+    from pydantic import BaseModel
+
+    from tasks.pipeline.run import Run
+    from tasks.pipeline.runner import write_input_shards
+    from tasks.pipeline.stage import Stage
+
+    class Params(BaseModel):
+        shard_size: int = 2
+        out: str = str(tmp_path / "out")
+
+    run = Run("side-test", Params())
+    shards = write_input_shards([{"id": i} for i in "abc"], 2, "side-test")
+    main = run.stage(Stage("main", lambda rows, c, ctx: StageResult(kept=rows)), shards, None)
+    side = run.side_stage(Stage("aside", _side), main.kept, None)
+    assert sorted(r["id"] for r in side.kept_rows()) == ["a", "c"]
+    run.publish(main, lambda r: {"id": r["id"], "messages": []})
+    run.finish("completed")
+    assert [f["stage"] for f in run.catalog.funnel(run.run_id)] == ["main"]
+    assert run.catalog.rejections(run.run_id) == []  # "b" is not a rejection of the run
+    assert (tmp_path / "out" / "rejected.jsonl").read_text() == ""
+    costs = run.catalog.costs(run.run_id)
+    assert costs["calls"] == 3 and costs["cost_usd"] == pytest.approx(1.5)
