@@ -9,7 +9,7 @@ from prefect import flow
 
 from flows.registry import Recipe
 from tasks.curation.exact import exact_dedup_stage
-from tasks.curation.optional import curate
+from tasks.curation.optional import curate, rubric_feedback_of
 from tasks.execution.revise import EXECUTE
 from tasks.pipeline.run import Run
 from tasks.recipes.code_sft.recipe import (
@@ -52,4 +52,7 @@ def code_sft(params: CodeSFTParams = CodeSFTParams()) -> dict[str, Any]:  # noqa
         # optional, by parameter: contamination check, near-duplicate and semantic dedup
         final = curate(run, unique_final, p.curation)
         run.gate(final, "code_sft.kept")
-        return publish_code_sft(run, final, diversity)
+        # optional: each judge criterion against the IFD/utility scores (the judge's
+        # rejections scored too, off the funnel)
+        feedback = rubric_feedback_of(run, judged, p.curation)
+        return publish_code_sft(run, final, diversity, feedback)

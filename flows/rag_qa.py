@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 
 from flows.registry import Recipe
-from tasks.curation.optional import curate
+from tasks.curation.optional import curate, rubric_feedback_of
 from tasks.pipeline.run import Run
 from tasks.recipes.rag_qa.recipe import RAGQAParams, mix_gate, plan, publish_rag_qa
 from tasks.recipes.rag_qa.stages import ADHERENCE, ANSWERS, FILTER, PASSAGES, QUESTIONS
@@ -39,4 +39,5 @@ def rag_qa(params: RAGQAParams = RAGQAParams()) -> dict[str, Any]:  # noqa: B008
         # optional, by parameter: contamination check, near-duplicate and semantic dedup
         final = curate(run, filtered, p.curation)
         mix_gate(run, final, "rag_qa.kept", p.mix, params.mix_tolerance)
-        return publish_rag_qa(run, final, p.filter.threshold)
+        feedback = rubric_feedback_of(run, filtered, p.curation)  # optional: judge vs scores
+        return publish_rag_qa(run, final, p.filter.threshold, feedback)

@@ -1,5 +1,6 @@
 """Curation steps a recipe turns on with parameters: contamination, near-dup, semantic dedup,
-instruction-following difficulty (IFD), training utility.
+instruction-following difficulty (IFD), training utility, and the rubric feedback that
+relates the recipe's judge criteria to those scores (``rubric_feedback_of``).
 
 A recipe mixes ``CurationParams`` into its parameters, builds a ``CurationPlan`` in its
 plan (so a missing eval folder is reported before any request), and calls ``curate`` on
@@ -9,11 +10,15 @@ recorded in the funnel like any other.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from tasks.curation.contamination import ContaminationConfig, contamination_stage
 from tasks.curation.ifd import IFDConfig, ifd_score_stage, ifd_select_stage
 from tasks.curation.minhash import MinHashDedupConfig, minhash_dedup_stage
+from tasks.curation.rubric_feedback import FEEDBACK_SCORE, FeedbackConfig, Rubric, rubric_feedback
 from tasks.curation.semantic import SemanticDedupConfig, semantic_dedup_stage
 from tasks.curation.utility import (
     UtilityConfig,
@@ -61,6 +66,23 @@ class CurationParams(BaseModel):
     utility_top_fraction: float | None = Field(
         None, gt=0, le=1, description="with utility on, keep only this most useful fraction"
     )
+    rubric_feedback: bool = Field(
+        False,
+        description="with IFD or utility on, score the judge's rejections too (they stay "
+        "rejected) and relate each judge criterion to the scores in funnel.json and the "
+        "report: which criteria reject rows that would teach, which keep rows that teach "
+        "nothing (off: it pays for scoring the rejections)",
+    )
+
+
+SCORE_FIELDS = ("ifd", "ifd_ppl", "utility", "utility_detail")
+
+
+def scores_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The scores curation wrote into a row's ``metadata`` (IFD, utility), for the
+    published example's metadata: what ``winnow curate ifd`` / ``utility`` write too."""
+    meta = row.get("metadata") or {}
+    return {k: meta[k] for k in SCORE_FIELDS if meta.get(k) is not None}
 
 
 class CurationPlan(BaseModel):
@@ -69,11 +91,20 @@ class CurationPlan(BaseModel):
     semantic: SemanticDedupConfig | None = None
     ifd: IFDConfig | None = None
     utility: UtilityConfig | None = None
+    feedback: FeedbackConfig | None = None
 
 
 def plan_curation(
-    params: CurationParams, fields: list[str], semantic_field: str, score_field: str | None
+    params: CurationParams,
+    fields: list[str],
+    semantic_field: str,
+    score_field: str | None,
+    rubric: Rubric | None = None,
 ) -> CurationPlan:
+    """The steps that are on. ``rubric``: the recipe's judge criteria, which
+    ``rubric_feedback`` relates to the scores (an error if the recipe has none, or if
+    neither IFD nor utility is on: there would be nothing to relate them to)."""
+    ifd, utility = _ifd(params, fields), _utility(params, fields)
     return CurationPlan(
         contamination=ContaminationConfig(fields=fields, against=params.contamination_against)
         if params.contamination_against
@@ -86,9 +117,30 @@ def plan_curation(
         )
         if params.semantic_dedup_threshold
         else None,
-        ifd=_ifd(params, fields),
-        utility=_utility(params, fields),
+        ifd=ifd,
+        utility=utility,
+        feedback=_feedback(params, rubric, ifd, utility),
     )
+
+
+def _feedback(
+    params: CurationParams,
+    rubric: Rubric | None,
+    ifd: IFDConfig | None,
+    utility: UtilityConfig | None,
+) -> FeedbackConfig | None:
+    if not params.rubric_feedback:
+        return None
+    from tasks.llm.base import ConfigError
+
+    if rubric is None:
+        raise ConfigError("rubric_feedback: this recipe has no judge criteria to relate")
+    if ifd is None and utility is None:
+        raise ConfigError(
+            "rubric_feedback needs a score to relate the judge to: turn on IFD "
+            "(ifd_max / ifd_top_fraction) or utility (utility_dev)"
+        )
+    return FeedbackConfig(rubric=rubric, ifd=ifd, utility=utility)
 
 
 def _ifd(params: CurationParams, fields: list[str]) -> IFDConfig | None:
@@ -143,3 +195,34 @@ def curate(run: Run, output: StageOutput, plan: CurationPlan) -> StageOutput:
         current = run.stage(utility_score_stage(), current.kept, plan.utility)
         current = run.global_stage(utility_select_stage(), current.kept, plan.utility)
     return current
+
+
+def rubric_feedback_of(run: Run, judged: StageOutput, plan: CurationPlan) -> dict[str, Any] | None:
+    """The rubric-feedback table of the run (``funnel.json``'s ``rubric_feedback``), or
+    ``None`` when it is off. Call after :func:`curate`: the kept side is read from its
+    scoring stages; the judge's rejections (``judged``: the judge stage's output) are
+    scored now, off the funnel (:meth:`Run.side_stage`), and stay rejected."""
+    config = plan.feedback
+    if config is None:
+        return None
+    scored = run.side_stage(FEEDBACK_SCORE, judged.rejected, config)
+    return rubric_feedback(scored.kept_rows(), _scored_kept(run), config.rubric)
+
+
+def _scored_kept(run: Run) -> Iterator[dict[str, Any]]:
+    """The rows curation scored, with every score each got: IFD's scored rows with the
+    utility of those that reached it (utility is scored on the rows IFD kept), or
+    utility's scored rows when IFD is off."""
+    outputs = {o.stage: o for o in run.outputs}
+    ifd, utility = outputs.get("ifd_score"), outputs.get("utility_score")
+    if ifd is None:
+        yield from utility.kept_rows() if utility is not None else ()
+        return
+    useful: dict[Any, Any] = {}
+    if utility is not None:
+        for row in utility.kept_rows():
+            useful[row.get("id")] = (row.get("metadata") or {}).get("utility")
+    for row in ifd.kept_rows():
+        if row.get("id") in useful:
+            row = dict(row, metadata={**(row.get("metadata") or {}), "utility": useful[row["id"]]})
+        yield row

@@ -20,6 +20,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from tasks.pipeline.facts import RunFacts
+from tasks.pipeline.feedback_view import HOW_TO_READ, feedback_table
 from tasks.pipeline.report_content import Pair, ReportContent
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'"
@@ -367,6 +368,24 @@ def gates_section(facts: RunFacts) -> str:
     return f'<table id="gates">{head}{"".join(rows)}</table>'
 
 
+def feedback_section(feedback: dict[str, Any]) -> str:
+    """Each judge criterion against the IFD and utility scores (``rubric_feedback``)."""
+    head, rows = feedback_table(feedback)
+    th = "".join(f"<th{'' if i == 0 else ' class=n'}>{esc(h)}</th>" for i, h in enumerate(head))
+    body = []
+    for row in rows:
+        cells = "".join(
+            f"<td{'' if i == 0 else ' class=n'}>{esc(c)}</td>" for i, c in enumerate(row)
+        )
+        body.append(f'<tr class="criterion" data-criterion="{esc(row[0])}">{cells}</tr>')
+    return (
+        f'<p class="muted">Judge stage <b>{esc(feedback.get("judge_stage", ""))}</b>: its '
+        "rejections were scored by the same scorer as the kept rows (off the funnel; they "
+        f"stay rejected). {esc(HOW_TO_READ)}</p>"
+        f'<table id="rubric-feedback"><tr>{th}</tr>{"".join(body)}</table>'
+    )
+
+
 def render(facts: RunFacts, content: ReportContent) -> str:
     f = facts.funnel
     when = facts.published_at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -374,7 +393,8 @@ def render(facts: RunFacts, content: ReportContent) -> str:
     models = ", ".join(facts.models()) or "no LLM"
     extra = {k: v for k, v in f.items() if k not in {
         "run_id", "recipe", "stages", "kept", "tokens", "llm_calls", "llm_calls_from_journal",
-        "llm_sends", "cost_usd", "gates", "out"}}  # fmt: skip
+        "llm_sends", "cost_usd", "gates", "out", "rubric_feedback"}}  # fmt: skip
+    feedback = f.get("rubric_feedback")
     shown_note = (
         f"{sum(p.kept is not None for p in content.pairs)} of {content.n_kept_rows} kept and "
         f"{sum(p.rejected is not None for p in content.pairs)} of {content.n_rejected_rows} "
@@ -397,6 +417,7 @@ def render(facts: RunFacts, content: ReportContent) -> str:
         "<h2>Kept and rejected examples</h2>",
         f'<p class="muted">{esc(shown_note)}</p>',
         pairs_section(content.pairs),
+        *(["<h2>Rubric feedback</h2>", feedback_section(feedback)] if feedback else []),
         "<h2>Gates</h2>",
         gates_section(facts),
         "<h2>Models and prompts</h2>",

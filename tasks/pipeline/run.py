@@ -102,6 +102,7 @@ class Run:
         self._active: ExitStack | None = None
         self.catalog = Catalog()
         self.outputs: list[StageOutput] = []
+        self.side_outputs: list[StageOutput] = []  # side_stage: off the funnel, unpublished
         self.funnel: list[FunnelRow] = []
         self.gates: list[gx.GateResult] = []
         self.gate_stages: list[str] = []  # the stage each of ``gates`` looked at
@@ -118,6 +119,9 @@ class Run:
         self._reporter: progress.Reporter | None = None
         self.published = False
         self.report_at: str | None = None  # where the run's report.html was written
+        # the rubric feedback the recipe published (funnel.json's ``rubric_feedback``),
+        # kept in the catalog's ``runs.summary`` for `winnow show` and `winnow rounds`
+        self.feedback: dict[str, Any] | None = None
         run_logs.quiet_tracebacks()
         ensure_janitor()  # before any process this run starts: none outlives it
         gate_worker().start()  # GX imports there, on another core, while the run starts
@@ -182,6 +186,21 @@ class Run:
         with shared_api() if runner is not None else nullcontext():
             output = run_stage(stage, shards, config, self.info, runner, self.location, done)
         return self._record(output, started, shards_recorded=True)
+
+    def side_stage(self, stage: Stage, shards: Iterable[ShardRef], config: Any) -> StageOutput:
+        """Run a stage off the funnel's path, for figures about rows already decided (the
+        rubric feedback scores the judge's rejections): sharded, cached and journaled like
+        any stage, its calls recorded and costed, but its rows are neither published nor
+        counted in the funnel, and its rejections are not the run's."""
+        runner = self._started_runner()
+
+        def done(index: int, shard: ShardOutput) -> None:
+            self._record_calls(StageOutput(stage=stage.name, shards=[shard]))
+
+        with shared_api() if runner is not None else nullcontext():
+            output = run_stage(stage, shards, config, self.info, runner, self.location, done)
+        self.side_outputs.append(output)
+        return output
 
     def chain(
         self, shards: Iterable[ShardRef], *links: tuple[Stage, Any] | tuple[Stage, Any, str]
@@ -291,6 +310,7 @@ class Run:
         if self.out is None:
             raise ValueError("this recipe's parameters have no 'out' to publish to")
         funnel = {**self.funnel_document(final.n_kept), "out": self.out, **(summary or {})}
+        self.feedback = funnel.get("rubric_feedback")
         facts = self.facts(funnel)
         publish_dataset(self.out, final, self.outputs, to_example, funnel, extra, facts)
         register_kept(self.catalog, self.run_id, final)
@@ -378,6 +398,10 @@ class Run:
         rejections = (r.model_copy(update={"record": None}) for r in one.rejections())
         for chunk in _chunks(rejections):
             self.catalog.add_rejections(self.run_id, chunk)
+        self._record_calls(one)
+
+    def _record_calls(self, one: StageOutput) -> None:
+        """A shard's LLM calls into the catalog (so they count in the run's costs)."""
         remote = self._task_runner is not None  # answered on a worker, out of our sight
         for chunk in _chunks(self._calls(one)):
             self.catalog.add_llm_calls(self.run_id, chunk)
@@ -464,7 +488,13 @@ class Run:
             )
             self._write_summary(status, error)
             return
-        self.catalog.finish_run(self.run_id, status=status, out_dir=self.out, error=error)
+        self.catalog.finish_run(
+            self.run_id,
+            status=status,
+            out_dir=self.out,
+            error=error,
+            summary={"rubric_feedback": self.feedback} if self.feedback else None,
+        )
         if status == "completed" or self.published:
             artifacts.summary(self.recipe, self.run_id, [r.model_dump() for r in self.funnel],
                               self.costs())  # fmt: skip
@@ -490,6 +520,7 @@ class Run:
                 out=_where(self.out) if self.out and (self.published or written) else None,
                 report=artifacts.report_uri(self.report_at) if self.report_at else None,
                 error=error,
+                feedback=self.feedback,
             )
         except Exception as exc:  # a summary is worth a warning, never a failed run
             log.warning("no summary of the run: %s", exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.llm.prices import PriceTable
+from tasks.pipeline.feedback_view import HOW_TO_READ, feedback_table
 
 REASONS_PER_STAGE = 5
 
@@ -44,9 +45,11 @@ def summary_markdown(
     out: str | None = None,
     report: str | None = None,
     error: str | None = None,
+    feedback: dict[str, Any] | None = None,
 ) -> str:
     """``funnel``: FunnelRow dicts; ``costs``: ``Catalog.costs``; ``reasons``:
-    ``Catalog.rejection_reasons``; ``gates``: GateResult dicts with their stage."""
+    ``Catalog.rejection_reasons``; ``gates``: GateResult dicts with their stage;
+    ``feedback``: ``funnel.json``'s ``rubric_feedback``, when the run made one."""
     kept = funnel[-1]["n_out"] if funnel else 0
     first_in = funnel[0]["n_in"] if funnel else 0
     by_stage = {s["stage"]: s for s in costs.get("by_stage", [])}
@@ -106,11 +109,26 @@ def summary_markdown(
                 f"| {g.get('stage', '')} | {g['suite']} | {g['severity']} | {verdict} | "
                 f"{g.get('n_rows', 0)} | {float(g.get('duration_s') or 0):.2f} |"
             )
+    if feedback:
+        md += ["", *feedback_markdown(feedback)]
     md += ["", "#### Output", ""]
     md.append(f"- Dataset published to `{out}`" if out else "- Nothing published.")
     if report:
         md.append(f"- [report.html]({report}): funnel, reasons, examples, costs, gates")
     return "\n".join(md)
+
+
+def feedback_markdown(feedback: dict[str, Any]) -> list[str]:
+    """The rubric-feedback table (:mod:`tasks.pipeline.feedback_view`) in markdown."""
+    head, rows = feedback_table(feedback)
+    md = [
+        f"#### Rubric feedback (judge stage `{feedback.get('judge_stage', '')}`)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    md += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return [*md, "", _cell(HOW_TO_READ, 1000)]
 
 
 def _kwargs(kwargs: dict[str, Any]) -> str:

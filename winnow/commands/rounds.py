@@ -2,7 +2,9 @@
 
 For each round the latest run (completed ones first) is shown: its model and, stage by
 stage, rows in → rows kept. A recipe's rounds differ in the model that generated their
-data, so the funnel shows where a stronger model loses fewer rows.
+data, so the funnel shows where a stronger model loses fewer rows. Where the runs made
+rubric feedback (``rubric_feedback=true``), a row per judge criterion follows: how many
+rows it rejected that would have taught, how many it kept that teach nothing.
 """
 
 from __future__ import annotations
@@ -44,17 +46,21 @@ def run_model(run: dict[str, Any]) -> str:
 
 
 def compare(recipe: str, limit: int, all_runs: bool) -> dict[str, Any]:
+    from tasks.curation.rounds import feedback_by_criterion
     from tasks.store.catalog import Catalog
 
     catalog = Catalog()
     runs = pick_rounds(catalog.runs(limit=limit, recipe=recipe), all_runs)
     columns = []
     stages: list[str] = []
+    criteria: list[str] = []
     for r in runs:
         funnel = catalog.funnel(r["run_id"])
         for row in funnel:
             if row["stage"] not in stages:
                 stages.append(row["stage"])
+        feedback = feedback_by_criterion((r.get("summary") or {}).get("rubric_feedback"))
+        criteria += [c for c in feedback if c not in criteria]
         columns.append(
             {
                 "run_id": r["run_id"],
@@ -64,9 +70,10 @@ def compare(recipe: str, limit: int, all_runs: bool) -> dict[str, Any]:
                 "n_kept": r.get("n_kept"),
                 "cost_usd": r.get("cost_usd") or 0.0,
                 "funnel": {f["stage"]: {"n_in": f["n_in"], "n_out": f["n_out"]} for f in funnel},
+                "rubric_feedback": feedback,
             }
         )
-    return {"recipe": recipe, "stages": stages, "rounds": columns}
+    return {"recipe": recipe, "stages": stages, "criteria": criteria, "rounds": columns}
 
 
 def rounds(
@@ -75,7 +82,10 @@ def rounds(
     all_runs: bool = typer.Option(False, "--all", help="Every run, not one per round."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Compare the funnels of a recipe's self-improvement rounds."""
+    """Compare the funnels of a recipe's self-improvement rounds (and their rubric
+    feedback, where the runs made it)."""
+    from tasks.curation.rounds import feedback_cell
+
     data = compare(recipe, limit, all_runs)
     if as_json:
         out.print_json(json.dumps(data, default=str))
@@ -96,6 +106,9 @@ def rounds(
                 rate = f"{f['n_out'] / f['n_in']:.0%}" if f["n_in"] else "–"
                 cells.append(f"{f['n_in']} → {f['n_out']} ({rate})")
         table.add_row(stage, *cells)
+    for name in data["criteria"]:  # rubric feedback, where the rounds made it
+        cells = [feedback_cell(c["rubric_feedback"].get(name)) for c in data["rounds"]]
+        table.add_row(f"rubric: {name}", *cells)
     table.add_row("cost $", *[f"{c['cost_usd']:.4f}" for c in data["rounds"]])
     table.add_row("status", *[str(c["status"]) for c in data["rounds"]])
     out.print(table)

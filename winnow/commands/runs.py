@@ -1,4 +1,5 @@
-"""`winnow runs` and `winnow show RUN`: what ran, what it kept, what it cost."""
+"""`winnow runs` and `winnow show RUN`: what ran, what it kept, what it cost, and (where the
+run made it) how its judge's criteria relate to the IFD and utility scores."""
 
 from __future__ import annotations
 
@@ -77,12 +78,14 @@ def show(
     funnel = catalog.funnel(rid)
     costs = catalog.costs(rid)
     reasons = catalog.rejection_reasons(rid, limit=15)
+    feedback = (run.get("summary") or {}).get("rubric_feedback")
     if as_json:
         payload = {
             "run": run,
             "funnel": funnel,
             "costs": costs,
             "rejections": reasons,
+            "rubric_feedback": feedback,
             "report": report if report and _exists(report) else None,
         }
         out.print_json(json.dumps(payload, default=str))
@@ -103,7 +106,24 @@ def show(
         for r in reasons:
             table.add_row(str(r["stage"]), str(r["count"]), str(r["reason"])[:100])
         out.print(table)
+    if feedback:
+        print_feedback(feedback)
     out.print(costs_line(costs))
+
+
+def print_feedback(feedback: dict[str, Any]) -> None:
+    """The rubric-feedback table, as report.html shows it."""
+    from tasks.pipeline.feedback_view import HOW_TO_READ, feedback_table
+
+    head, rows = feedback_table(feedback)
+    stage = feedback.get("judge_stage", "")
+    table = Table(title=f"Rubric feedback (judge stage {stage})", title_justify="left")
+    for i, col in enumerate(head):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(HOW_TO_READ, style="dim", highlight=False)
 
 
 def _exists(location: str) -> bool:

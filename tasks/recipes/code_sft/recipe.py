@@ -10,7 +10,8 @@ from tasks.core.paths import prompts_dir
 from tasks.core.seeds import load_topics, seed_rows
 from tasks.curation.diversity import diversity_report, diversity_suite, minilm
 from tasks.curation.exact import ExactDedupConfig
-from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation, scores_of
+from tasks.curation.rubric_feedback import Criterion, Rubric
 from tasks.execution.params import SandboxParams
 from tasks.execution.revise import ExecuteConfig
 from tasks.gates.gx import check_suites
@@ -34,6 +35,17 @@ SUITES = [
 # Applied by `winnow run code-sft` when the embedded model runs with no options, so the
 # first run finishes in minutes on 2 cores.
 SMALL_LOCAL_DEFAULTS = {"n_problems": 2, "n_solutions": 2, "max_revision_rounds": 1}
+
+
+# The judge's criteria (prompts/code_sft/judge.toml), related to IFD and utility by
+# `rubric_feedback=true`.
+RUBRIC = Rubric(
+    stage="judge",
+    criteria=[
+        Criterion(name="correctness", field="judge.correctness"),
+        Criterion(name="style", field="judge.style"),
+    ],
+)
 
 
 class CodeSFTParams(CurationParams, SandboxParams, OwnProblemsParams, ProviderParams, CardParams):
@@ -164,6 +176,7 @@ def plan(params: CodeSFTParams) -> Plan:
             fields=["problem", "solution"],
             semantic_field="problem",
             score_field="judge.score",
+            rubric=RUBRIC,
         ),
         diversity=None
         if params.diversity_gate == "off"
@@ -206,6 +219,7 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
             "lint": row.get("lint", []),
             "sandbox": row.get("backend", ""),
             "provenance": row.get("provenance", {}),
+            **scores_of(row),  # metadata.ifd / metadata.utility, where curation scored
         },
     }
 
@@ -220,12 +234,20 @@ def problem_diversity(run: Run, unique: StageOutput, suite: SuiteSpec | None) ->
     return report
 
 
-def publish_code_sft(run: Run, final: StageOutput, diversity: dict[str, Any]) -> dict[str, Any]:
+def publish_code_sft(
+    run: Run,
+    final: StageOutput,
+    diversity: dict[str, Any],
+    feedback: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The dataset, its rejections and, from kept and failed candidates of one problem,
-    DPO preference pairs."""
+    DPO preference pairs; with ``feedback``, the rubric feedback in funnel.json."""
+    summary = {**revision_summary(run.outputs, final), "diversity": diversity}
+    if feedback is not None:
+        summary["rubric_feedback"] = feedback
     return run.publish(
         final,
         to_example,
         extra={"preferences.jsonl": preference_pairs(final, run.outputs)},
-        summary={**revision_summary(run.outputs, final), "diversity": diversity},
+        summary=summary,
     )

@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from tasks.core.seeds import load_topics
-from tasks.curation.optional import CurationParams, CurationPlan, plan_curation
+from tasks.curation.optional import CurationParams, CurationPlan, plan_curation, scores_of
+from tasks.curation.rubric_feedback import Criterion, Rubric
 from tasks.gates.gx import GateResult, check_suites
 from tasks.gates.suites import ExpectationSpec, SuiteSpec, load_suite
 from tasks.llm.base import ConfigError, ProviderSpec
@@ -165,7 +166,21 @@ def plan(params: RAGQAParams) -> Plan:
             fields=["question", "answer"],
             semantic_field="question",
             score_field="adherence",
+            rubric=rubric(threshold),
         ),
+    )
+
+
+def rubric(threshold: float) -> Rubric:
+    """The adherence judge's criteria, as the filter stage applies them: the check by code
+    (grounding; for the probability method only its number veto; no verdict when it is
+    off) and the adherence score against the method's threshold."""
+    return Rubric(
+        stage="filter",
+        criteria=[
+            Criterion(name="grounding", field="adherence_judge.grounding.grounded", passes=[True]),
+            Criterion(name="adherence", field="adherence", min=threshold, after="grounding"),
+        ],
     )
 
 
@@ -243,11 +258,14 @@ def to_example(row: dict[str, Any]) -> dict[str, Any]:
                 "question": row.get("provenance", {}),
                 "answer": row.get("answer_provenance", {}),
             },
+            **scores_of(row),  # metadata.ifd / metadata.utility, where curation scored
         },
     }
 
 
-def publish_rag_qa(run: Run, final: StageOutput, threshold: float) -> dict[str, Any]:
+def publish_rag_qa(
+    run: Run, final: StageOutput, threshold: float, feedback: dict[str, Any] | None = None
+) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     scores = []
     for r in final.kept_rows(columns=["kind", "adherence"]):
@@ -260,6 +278,7 @@ def publish_rag_qa(run: Run, final: StageOutput, threshold: float) -> dict[str, 
             "threshold": threshold,
             "kept_by_kind": kinds,
             "mean_adherence": round(sum(scores) / len(scores), 4) if scores else None,
+            **({"rubric_feedback": feedback} if feedback is not None else {}),
         },
     )
 
