@@ -106,7 +106,7 @@ def test_the_answer_scores_its_weakest_claim_and_numbers_veto(double):
 
 
 def test_an_abstention_is_supported_when_the_document_does_not_answer(double):
-    """"The context does not say" is right for a question the document leaves open, and
+    """ "The context does not say" is right for a question the document leaves open, and
     wrong for one it answers: its score is P(no) to "does the document answer?"."""
     abstain = "The context does not say."
     [(open_, calls), (answered, _)] = score_rows_by_probability(
