@@ -45,12 +45,12 @@ MODELS = (
     "judge_api_key_secret"
 )
 VERIFICATION = (
-    "sandbox timeout_s memory_mb judge judges threshold grounding_min_share judge_max_tokens "
-    "mix_tolerance dual_agreement min_tests"
+    "sandbox timeout_s memory_mb judge adherence_method judges threshold probability_threshold "
+    "grounding_min_share judge_max_tokens mix_tolerance dual_agreement min_tests"
 )
 CURATION = (
     "contamination_against near_dup_threshold semantic_dedup_threshold ifd_max "
-    "ifd_top_fraction utility_dev utility_top_fraction"
+    "ifd_top_fraction utility_dev utility_top_fraction rubric_feedback"
 )
 RUNTIME = (
     "task_runner dask_address dask_workers ray_address storage shard_size preview min_kept "
