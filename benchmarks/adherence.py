@@ -4,7 +4,11 @@ hand-labelled sets written by hand, not by the generator under test:
 - ``benchmarks/data/adherence_labelled.jsonl`` (48 rows, 24 supported): the set the
   grounding check's rules and its 0.75 bar were chosen on, so its figures flatter it;
 - ``benchmarks/data/adherence_heldout.jsonl`` (36 rows, 18 supported): written after the
-  check was fixed, never used to tune it.
+  check was fixed, never used to tune it;
+- with ``--data``, ``benchmarks/data/halueval_qa_100.jsonl`` (100 rows, 50 supported): the
+  public HaluEval QA (RUCAIBox/HaluEval, MIT licence), rows 0-99 of
+  ``generation/qa/qa_one-turn_data.json``, the right answer on even rows and the
+  hallucinated one on odd rows; never used to choose anything.
 
 Every row gets J judge votes (the grounding check off, so the judge is measured alone),
 then three scorers are reported per set, each as ROC AUC of the score against the label and

@@ -42,7 +42,7 @@ SUITES = ["rag_qa.questions", "rag_qa.answers", "rag_qa.scored", "rag_qa.kept"]
 
 # Applied by `winnow run rag-qa` on the embedded model when unset: one passage of the
 # shipped examples, two questions, so the first run takes minutes on 2 cores.
-SMALL_LOCAL_DEFAULTS = {"max_passages": 1, "questions_per_passage": 2, "judges": 3}
+SMALL_LOCAL_DEFAULTS = {"max_passages": 1, "questions_per_passage": 2}
 
 
 class RAGQAParams(CurationParams, ProviderParams, CardParams):
